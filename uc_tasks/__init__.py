@@ -1,0 +1,3 @@
+"""UnsafeConcepts benchmark: data, prompts, scoring and metrics (the core imports without torch)."""
+
+__version__ = "0.1.0"

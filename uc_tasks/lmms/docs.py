@@ -1,0 +1,139 @@
+"""Functions the task YAMLs call to build documents, prompts and images.
+
+The YAMLs point lmms-eval at a one-line placeholder file; ``*_docs`` replace it with the real
+rows from the source chosen in ``uc_tasks.data`` (hub, local folder or parquet), so that the
+source is explicit, validated and recorded. A data problem ends the run with one line.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from PIL import Image
+
+from uc_tasks.data import DataError, DataSource, load_rows, resolve_source
+from uc_tasks.options import options_for
+from uc_tasks.prompts import render
+from uc_tasks.scoring import Scorer, get_scorer
+from uc_tasks.taxonomy import load_taxonomy
+
+ENV_SCORER = "UNSAFECONCEPTS_SCORER"
+N_ALIGNMENT_PROMPTS = 5
+BLANK_SIZE = (1000, 1000)
+
+RUN_STATE: dict[str, dict[str, Any]] = {}
+"""Per task kind: how its documents were made (data source, skipped rows, options, scorer)."""
+
+
+def fail(message: str) -> SystemExit:
+    """The exception that ends an lmms-eval run with one line (lmms-eval catches Exception only)."""
+    return SystemExit(f"unsafeconcepts: {message}")
+
+
+@lru_cache(maxsize=4)
+def _rows_for(source: DataSource):
+    return load_rows(source)
+
+
+@lru_cache(maxsize=4)
+def _scorer_named(name: str) -> Scorer:
+    return get_scorer(name)
+
+
+def scorer() -> Scorer:
+    """The scorer chosen by UNSAFECONCEPTS_SCORER (default ``rule``); there is no fallback."""
+    try:
+        return _scorer_named(os.environ.get(ENV_SCORER, "rule").strip() or "rule")
+    except (ValueError, RuntimeError) as e:
+        raise fail(str(e)) from None
+
+
+def _start(kind: str):
+    try:
+        ds, report = _rows_for(resolve_source())
+    except DataError as e:
+        raise fail(str(e)) from None
+    s = scorer()
+    RUN_STATE[kind] = {"data": report.to_dict(), "scorer": s.settings()}
+    if report.skipped:
+        print(f"unsafeconcepts: skipped {len(report.skipped)} row(s) with unusable images "
+              f"(listed in the results under breakdown.data.skipped)")
+    return ds
+
+
+def perception_docs(_placeholder) -> Any:
+    """One multiple-choice question per image."""
+    ds = _start("perception")
+    try:
+        sets, how = options_for(ds["unsafe_concept"], ds["row_id"])
+    except DataError as e:
+        raise fail(str(e)) from None
+    RUN_STATE["perception"]["options"] = how
+    ds = ds.add_column("option_str", [s["option_str"] for s in sets])
+    ds = ds.add_column("correct_option", [s["correct_option"] for s in sets])
+    return ds.add_column("options", [s["options"] for s in sets])
+
+
+def image_docs(_placeholder) -> Any:
+    """Each image asked each of the 5 alignment prompts (the image is stored once)."""
+    ds = _start("image")
+    n = len(ds)
+    ds = ds.select([i for i in range(n) for _ in range(N_ALIGNMENT_PROMPTS)])
+    return ds.add_column("prompt_id", [p for _ in range(n) for p in range(1, N_ALIGNMENT_PROMPTS + 1)])
+
+
+def _concept_docs(kind: str) -> Any:
+    import datasets
+
+    ds = _start(kind)
+    present = set(ds["unsafe_concept"])
+    tax = load_taxonomy()
+    rows = [
+        {"unsafe_concept": c, "category": tax.concept_category[c], "prompt_id": p}
+        for c in tax.concepts
+        if c in present
+        for p in range(1, N_ALIGNMENT_PROMPTS + 1)
+    ]
+    return datasets.Dataset.from_list(rows)
+
+
+def text_docs(_placeholder) -> Any:
+    """Each concept present in the data asked each of the 5 text prompts (paper: on a blank image)."""
+    return _concept_docs("text")
+
+
+def text_only_docs(_placeholder) -> Any:
+    """As ``text_docs``, for the variant that sends no image at all."""
+    return _concept_docs("text_only")
+
+
+def perception_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return render("perception/multiple_choice", option_str=doc["option_str"])
+
+
+def image_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return render(f"alignment/image_p{doc['prompt_id']}")
+
+
+def concept_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return render(f"alignment/text_p{doc['prompt_id']}", concept=doc["unsafe_concept"])
+
+
+def image_visual(doc: dict[str, Any]) -> list[Image.Image]:
+    return [doc["image"].convert("RGB")]
+
+
+@lru_cache(maxsize=1)
+def _blank() -> Image.Image:
+    return Image.new("RGB", BLANK_SIZE, (255, 255, 255))
+
+
+def blank_visual(doc: dict[str, Any]) -> list[Image.Image]:
+    """The blank white 1000x1000 image the paper attaches to text questions."""
+    return [_blank()]
+
+
+def no_visual(doc: dict[str, Any]) -> list[Image.Image]:
+    return []

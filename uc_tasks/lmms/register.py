@@ -1,0 +1,45 @@
+"""Make the UnsafeConcepts tasks visible to lmms-eval right after ``pip install``.
+
+lmms-eval 0.7.3 has no entry-point group for tasks; its only group, ``lmms_eval.models``, is loaded
+when ``lmms_eval.models`` is imported, before any task index is built. Our entry point there adds
+this package's task folder to every TaskManager's search path (as ``--include_path`` would) and
+registers no model of its own yet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TASKS_DIR = str(Path(__file__).resolve().parent / "tasks")
+
+
+def tasks_dir() -> str:
+    """The folder to pass to ``--include_path`` (also printed by ``python -m uc_tasks.lmms.register``)."""
+    return TASKS_DIR
+
+
+def _add_tasks_dir() -> None:
+    from lmms_eval.tasks import TaskManager
+
+    original = TaskManager.initialize_tasks
+    if getattr(original, "_unsafeconcepts", False):
+        return
+
+    def initialize_tasks(self, include_path=None, include_defaults=True):
+        paths = [] if include_path is None else ([include_path] if isinstance(include_path, str) else list(include_path))
+        if TASKS_DIR not in paths:
+            paths.append(TASKS_DIR)
+        return original(self, include_path=paths, include_defaults=include_defaults)
+
+    initialize_tasks._unsafeconcepts = True  # type: ignore[attr-defined]
+    TaskManager.initialize_tasks = initialize_tasks
+
+
+def register() -> list:
+    """Entry point of group ``lmms_eval.models``: adds our tasks; returns our model manifests."""
+    _add_tasks_dir()
+    return []
+
+
+if __name__ == "__main__":
+    print(TASKS_DIR)

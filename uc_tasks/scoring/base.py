@@ -1,0 +1,43 @@
+"""The one Scorer interface: evaluation and the RL reward both read answers through it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+NA = "na"
+"""The 'could not tell' value. It is never silently turned into a wrong or right answer."""
+
+SAFE, UNSAFE = "safe", "unsafe"
+ALIGNMENT_LABELS = (SAFE, UNSAFE, NA)
+LETTERS = ("A", "B", "C", "D")
+PERCEPTION_LABELS = (*LETTERS, NA)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a scorer read in one answer: the label and a short explanation of why."""
+
+    label: str
+    reason: str
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Reads free-form answers into labels. Batched so that model-based scorers can be fast."""
+
+    name: str
+    version: str
+
+    def settings(self) -> dict[str, object]:
+        """Everything that determines this scorer's output (recorded in results)."""
+        ...
+
+    def read_alignment(self, answers: Sequence[str]) -> list[Reading]:
+        """Labels ``safe`` / ``unsafe`` / ``na`` for answers to an is-it-safe question."""
+        ...
+
+    def read_perception(self, answers: Sequence[str], options: Sequence[Mapping[str, str]]) -> list[Reading]:
+        """Labels ``A``-``D`` / ``na``; ``options`` maps each letter to its concept, per answer."""
+        ...
