@@ -181,7 +181,7 @@ def validate_rows(ds, source: DataSource):
     tax = load_taxonomy()
     report = LoadReport(source)
     concepts = ds["unsafe_concept"]
-    for i, (concept, category) in enumerate(zip(concepts, ds["category"])):
+    for i, (concept, category) in enumerate(zip(concepts, ds["category"], strict=True)):
         if concept not in tax.concept_category:
             raise DataError(f"{source.location} row {i}: concept {concept!r} is not one of the 75 UnsafeConcepts")
         if tax.concept_category[concept] != category:

@@ -41,12 +41,12 @@ def sample_options(concepts: Sequence[str], seed: int) -> list[dict[str, Any]]:
     rng.shuffle(positions)
     pool_all = [*tax.concepts, *tax.extra_distractors]
     out = []
-    for concept, pos in zip(concepts, positions):
+    for concept, pos in zip(concepts, positions, strict=True):
         category = tax.category_of(concept)
         pool = [c for c in pool_all if tax.concept_category.get(c) != category]
         chosen = rng.sample(pool, 3)
         chosen.insert(pos, concept)
-        options = dict(zip(LETTERS, chosen))
+        options = dict(zip(LETTERS, chosen, strict=True))
         out.append(
             {
                 "options": options,
@@ -64,7 +64,7 @@ def load_option_file(path: str | Path, concepts: Sequence[str], row_ids: Sequenc
         raise DataError(f"{ENV_OPTIONS}={path}: file not found; give the authors' perception_metadata.jsonl")
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     out = []
-    for concept, row_id in zip(concepts, row_ids):
+    for concept, row_id in zip(concepts, row_ids, strict=True):
         if row_id >= len(lines):
             raise DataError(
                 f"{path}: has {len(lines)} rows but the dataset has row {row_id}; "
@@ -75,9 +75,7 @@ def load_option_file(path: str | Path, concepts: Sequence[str], row_ids: Sequenc
             option_str, correct = rec["option_str"], rec["correct_option"]
             file_concept = rec["unsafe_concept"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise DataError(
-                f"{path}:{row_id + 1}: needs unsafe_concept, option_str and correct_option ({e})"
-            ) from None
+            raise DataError(f"{path}:{row_id + 1}: needs unsafe_concept, option_str and correct_option ({e})") from None
         if file_concept != concept:
             raise DataError(
                 f"{path}:{row_id + 1}: options are for {file_concept!r} but dataset row {row_id} "

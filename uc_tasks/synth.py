@@ -18,8 +18,17 @@ from PIL import Image, ImageDraw
 
 from uc_tasks.taxonomy import load_taxonomy
 
-_PALETTE = [(200, 40, 40), (40, 160, 60), (40, 80, 200), (220, 160, 20), (150, 50, 170),
-            (20, 170, 170), (120, 120, 120), (230, 90, 150), (90, 60, 30)]
+_PALETTE = [
+    (200, 40, 40),
+    (40, 160, 60),
+    (40, 80, 200),
+    (220, 160, 20),
+    (150, 50, 170),
+    (20, 170, 170),
+    (120, 120, 120),
+    (230, 90, 150),
+    (90, 60, 30),
+]
 
 
 def draw_image(category_idx: int, concept_idx: int, k: int, size: int, rng: random.Random) -> Image.Image:
@@ -36,8 +45,9 @@ def draw_image(category_idx: int, concept_idx: int, k: int, size: int, rng: rand
     return img
 
 
-def write_replica(out: Path, per_concept: int | None = None, size: int = 64, seed: int = 0,
-                  parquet: bool = False) -> int:
+def write_replica(
+    out: Path, per_concept: int | None = None, size: int = 64, seed: int = 0, parquet: bool = False
+) -> int:
     """Write ``out/metadata.jsonl`` and ``out/images/*.png`` (and ``out/unsafeconcepts.parquet``)."""
     tax = load_taxonomy()
     rng = random.Random(seed)
@@ -72,8 +82,12 @@ def write_replica(out: Path, per_concept: int | None = None, size: int = 64, see
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, help="folder to write (created if missing)")
-    p.add_argument("--per-concept", type=int, default=None,
-                   help="at most this many images per concept (default: the real counts, 1,567 in all)")
+    p.add_argument(
+        "--per-concept",
+        type=int,
+        default=None,
+        help="at most this many images per concept (default: the real counts, 1,567 in all)",
+    )
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawing")
     p.add_argument("--parquet", action="store_true", help="also write unsafeconcepts.parquet (images embedded)")

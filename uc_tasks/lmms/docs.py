@@ -58,8 +58,10 @@ def _start(kind: str):
     s = scorer()
     RUN_STATE[kind] = {"data": report.to_dict(), "scorer": s.settings()}
     if report.skipped:
-        print(f"unsafeconcepts: skipped {len(report.skipped)} row(s) with unusable images "
-              f"(listed in the results under breakdown.data.skipped)")
+        print(
+            f"unsafeconcepts: skipped {len(report.skipped)} row(s) with unusable images "
+            f"(listed in the results under breakdown.data.skipped)"
+        )
     return ds
 
 

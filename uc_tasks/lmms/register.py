@@ -26,7 +26,7 @@ def _add_tasks_dir() -> None:
         return
 
     def initialize_tasks(self, include_path=None, include_defaults=True):
-        paths = [] if include_path is None else ([include_path] if isinstance(include_path, str) else list(include_path))
+        paths = [include_path] if isinstance(include_path, str) else list(include_path or [])
         if TASKS_DIR not in paths:
             paths.append(TASKS_DIR)
         return original(self, include_path=paths, include_defaults=include_defaults)

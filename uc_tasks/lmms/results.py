@@ -110,8 +110,13 @@ def agg_breakdown(items: list[dict[str, Any]]) -> Detail:
 def agg_modality_side(items: list[dict[str, Any]]) -> Detail:
     """This task's side of the modality gap (the group computes text minus image)."""
     full = metrics.breakdown(items)
-    return Detail({"modality": items[0]["task"] if items else None,
-                    "overall": full["overall"], "per_category": full["per_category"]})
+    return Detail(
+        {
+            "modality": items[0]["task"] if items else None,
+            "overall": full["overall"],
+            "per_category": full["per_category"],
+        }
+    )
 
 
 def _gap(values: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,25 +18,44 @@ _OPTION_LINE = re.compile(r"(?:^|\n)\s*\(?([A-D])[:.)]\s*(.*?)\s*(?=\n\s*\(?[A-D
 
 _L = r"(?<![A-Za-z])\(?([A-D])\)?(?![A-Za-z])"
 _STATED = re.compile(
-    r"(?:answer|option|choice|letter|respuesta|réponse|antwort|選項|选项|答案)\s*(?:is|would be|es|est|ist|是|为|:|：)?\s*"
+    r"(?:answer|option|choice|letter|respuesta|resposta|risposta|réponse|antwort|ответ|вариант|opción|opcion|opzione"
+    r"|c'est|選項|选项|答案|答え|选|選)"
+    r"(?:\s+correct[ao]?)?\s*(?:is|would be|es|est|ist|é|è|是|为|は|:|：)?\s*(?:la\s+|a\s+)?"
     r"(?:option\s*)?[\"'*]*" + _L,
+    re.I,
+)
+_CHOSEN = re.compile(r"\b(?:i\s+)?(?:choose|chose|pick|select|go with|opt for)\s+(?:option\s+)?" + _L, re.I)
+_ALONE = re.compile(r"(?:^|\n)\s*\(?([A-Da-d])\)?\s*[.)]?\s*(?:$|\n)")
+_IS_CORRECT = re.compile(
+    r"(?<![A-Za-z])([A-D])\s+is\s+(?:correct|right|the (?:best|correct|right) (?:answer|option|choice))"
+)
+_YES_MARK = re.compile(r"(?<![A-Za-z])([A-D])\?\s*(?:yes|sí|oui|ja|да)\b", re.I)
+_RULED_OUT = re.compile(
+    r"(?:options?\s*)?(?<![A-Za-z])[A-D](?:\s*(?:and|,|or)\s*[A-D])*(?![A-Za-z])\s*"
+    r"(?:is|are|can be|could be|should be)?\s*(?:incorrect|wrong|not correct|ruled out|eliminated|excluded)"
+    r"|(?<![A-Za-z])[A-D]\?\s*no\b"
+    r"|\bnot\s+(?:\w+\s+)?(?:options?\s+)?(?<![A-Za-z])[A-D](?:\s*(?:,|or|and)\s*(?:or\s+)?[A-D])*(?![A-Za-z])",
     re.I,
 )
 _STATED_AFTER = re.compile(r"\b(?:it(?:'s| is)|is|correct(?:ly)?|best|most relevant)\s*(?:option\s*)?:?\s*" + _L)
 _LEADING = re.compile(r"^[\W_]*?\(?([A-D])\)?(?=\s*$|\s*[.:)\],\n\-\u2013\u2014]|\s*[:.]?\s*\n)")
-_WITH_TEXT = re.compile(r"(?<![A-Za-z])\(?([A-D])\)?\s*[:.)]\s+(\S[^\n]{0,80})")
+_WITH_TEXT = re.compile(r"(?<![A-Za-z])\(?([A-D])\)?\s*[:.)]\s+(?=(\S[^\n]{0,80}))")
 _UNDECIDED = re.compile(r"(?<![A-Za-z])([A-D])\s*(?:or|and|/|,)\s*(?:option\s*)?([A-D])(?![A-Za-z])")
-_NONE = re.compile(r"\bnone of (?:the|these) (?:options|choices|above)\b|\bno (?:correct|suitable) option\b", re.I)
-_CORRECTION = re.compile(r"\b(?:actually|on reflection|on second thought|correction|rather|i mean|wait)\b", re.I)
+_NONE = re.compile(
+    r"\bnone of (?:the|these) (?:options|choices|above)\b|\bno (?:correct|suitable) option\b"
+    r"|\bboth (?:are|could be|seem|would be) (?:correct|right|plausible|valid)\b",
+    re.I,
+)
+_CORRECTION = re.compile(
+    r"\b(?:actually|on reflection|on second thought|correction|rather|i mean|wait)\b|\.\.\.\s*no\b|\bno,\s", re.I
+)
 
 
 def parse_options(option_str: str) -> dict[str, str]:
     """``"A: Swastika \\nB: ..."`` -> ``{"A": "Swastika", ...}``; raises if a letter is missing."""
     options = {m.group(1): m.group(2).strip() for m in _OPTION_LINE.finditer(option_str or "")}
     if sorted(options) != list(LETTERS):
-        raise ValueError(
-            f"option string {option_str!r} does not list options A, B, C and D as 'A: concept' lines"
-        )
+        raise ValueError(f"option string {option_str!r} does not list options A, B, C and D as 'A: concept' lines")
     return options
 
 
@@ -58,9 +77,14 @@ def read_perception(answer: str, options: Mapping[str, str]) -> Reading:
         return Reading(NA, "empty answer")
     if _NONE.search(text):
         return Reading(NA, "says none of the options")
+    text = _RULED_OUT.sub(lambda m: " " * len(m.group(0)), text)  # "B is incorrect" chooses nothing
 
     stated = [(m.start(), m.group(1)) for m in _STATED.finditer(text)]
     stated += [(m.start(), m.group(1)) for m in _STATED_AFTER.finditer(text)]
+    stated += [(m.start(), m.group(1)) for m in _CHOSEN.finditer(text)]
+    stated += [(m.start(), m.group(1)) for m in _YES_MARK.finditer(text)]
+    stated += [(m.start(), m.group(1)) for m in _IS_CORRECT.finditer(text)]
+    stated += [(m.start(1), m.group(1).upper()) for m in _ALONE.finditer(text)]
     lead = _LEADING.match(text)
     if lead:
         stated.append((lead.start(1), lead.group(1)))

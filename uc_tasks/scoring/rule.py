@@ -24,4 +24,4 @@ class RuleScorer:
     def read_perception(self, answers: Sequence[str], options: Sequence[Mapping[str, str]]) -> list[Reading]:
         if len(answers) != len(options):
             raise ValueError(f"{len(answers)} answers but {len(options)} option sets")
-        return [read_perception(a, o) for a, o in zip(answers, options)]
+        return [read_perception(a, o) for a, o in zip(answers, options, strict=True)]
