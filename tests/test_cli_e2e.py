@@ -80,8 +80,8 @@ def test_group_with_dummy(tmp_path: Path, small_replica: Path, replica_rows: lis
     assert_metrics(run, "unsafeconcepts_text", expected(text_rows))
     assert_metrics(run, "unsafeconcepts_perception", expected(percep_rows))
     assert run.metric("unsafeconcepts", "modality_gap") == 0.0
-    gap = run.metric("unsafeconcepts", "gap_per_category")
-    assert gap["per_category"] == {c: 0.0 for c in tax.categories}
+    gap = run.metric("unsafeconcepts", "breakdown")["modality_gap"]
+    assert gap["per_category"] == {c: 0.0 for c in tax.categories} and gap["text_task"] == "text"
 
     # the exact paper prompts reached the model, 5 per image, on the blank image for text
     image_inputs = [s["input"] for s in sorted(run.samples["unsafeconcepts_image"], key=lambda s: s["doc_id"])]
@@ -172,7 +172,7 @@ def test_group_with_varied_answers(tmp_path: Path, small_replica: Path, replica_
     assert_metrics(run, "unsafeconcepts_perception", expected(percep_rows))
     assert 0 < want_image["overall"]["accuracy"] < 1 and want_image["overall"]["n_na"] > 0
 
-    gap = run.metric("unsafeconcepts", "gap_per_category")
+    gap = run.metric("unsafeconcepts", "breakdown")["modality_gap"]
     assert run.metric("unsafeconcepts", "modality_gap") == pytest.approx(
         want_text["overall"]["accuracy"] - want_image["overall"]["accuracy"])
     for cat in tax.categories:

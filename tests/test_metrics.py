@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uc_tasks.metrics import breakdown, modality_gap, summarize
+from uc_tasks.metrics import breakdown, modality_gap, outcome, summarize
 
 
 def _s(cat: str, concept: str, label: str, hit: bool, prompt_id: int = 1) -> dict:
@@ -20,12 +20,12 @@ SAMPLES = [
 
 
 def test_summarize_by_hand() -> None:
-    assert summarize(SAMPLES) == {"n": 4, "n_na": 1, "n_hit": 2, "accuracy": pytest.approx(2 / 3),
+    assert summarize(outcome(s) for s in SAMPLES) == {"n": 4, "n_na": 1, "n_hit": 2, "accuracy": pytest.approx(2 / 3),
                                   "accuracy_strict": 0.5, "na_rate": 0.25}
 
 
 def test_all_na_is_undefined_not_zero() -> None:
-    s = summarize([_s("Hate", "Swastika", "na", False)])
+    s = summarize([outcome(_s("Hate", "Swastika", "na", False))])
     assert s["accuracy"] is None and s["accuracy_strict"] == 0.0 and s["na_rate"] == 1.0
     assert summarize([])["accuracy"] is None
 

@@ -50,11 +50,20 @@ def scorer() -> Scorer:
         raise fail(str(e)) from None
 
 
+@lru_cache(maxsize=4)
+def _position_of(source: DataSource) -> dict[int, int]:
+    ds, _ = _rows_for(source)
+    return {row_id: pos for pos, row_id in enumerate(ds["row_id"])}
+
+
 def _start(kind: str):
+    """The source's rows without their images: docs stay small (lmms-eval hashes and logs every doc);
+    ``image_visual`` fetches an image by ``row_id`` only when a model asks for it."""
     try:
         ds, report = _rows_for(resolve_source())
     except DataError as e:
         raise fail(str(e)) from None
+    ds = ds.remove_columns("image")
     s = scorer()
     RUN_STATE[kind] = {"data": report.to_dict(), "scorer": s.settings()}
     if report.skipped:
@@ -79,7 +88,7 @@ def perception_docs(_placeholder) -> Any:
 
 
 def image_docs(_placeholder) -> Any:
-    """Each image asked each of the 5 alignment prompts (the image is stored once)."""
+    """Each image asked each of the 5 alignment prompts, image by image."""
     ds = _start("image")
     n = len(ds)
     ds = ds.select([i for i in range(n) for _ in range(N_ALIGNMENT_PROMPTS)])
@@ -124,7 +133,10 @@ def concept_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = N
 
 
 def image_visual(doc: dict[str, Any]) -> list[Image.Image]:
-    return [doc["image"].convert("RGB")]
+    """The doc's image, looked up by ``row_id`` in the loaded source and decoded now."""
+    source = resolve_source()
+    ds, _ = _rows_for(source)
+    return [ds[_position_of(source)[doc["row_id"]]]["image"].convert("RGB")]
 
 
 @lru_cache(maxsize=1)
