@@ -7,6 +7,8 @@ answers fed to the model, with plain counting, never with uc_tasks.metrics.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,15 @@ def test_tasks_are_listed_after_install(tmp_path: Path) -> None:
     for task in ("unsafeconcepts", "unsafeconcepts_image", "unsafeconcepts_text", "unsafeconcepts_text_only",
                  "unsafeconcepts_perception"):
         assert f" - {task}\n" in listed, task
+
+
+def test_include_path_command_prints_the_task_folder(tmp_path: Path) -> None:
+    """The documented fallback: `--include_path "$(python -m uc_tasks.lmms.register)"`."""
+    folder = subprocess.run([sys.executable, "-m", "uc_tasks.lmms.register"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert (Path(folder) / "unsafeconcepts_image.yaml").is_file()
+    proc = lmms_eval(["tasks", "list", "--include-path", folder], clean_env(), tmp_path)
+    assert "unsafeconcepts_perception" in proc.stdout + proc.stderr
 
 
 def test_group_with_dummy(tmp_path: Path, small_replica: Path, replica_rows: list[dict[str, Any]]) -> None:

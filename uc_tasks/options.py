@@ -40,11 +40,10 @@ def sample_options(concepts: Sequence[str], seed: int) -> list[dict[str, Any]]:
     positions = [i % 4 for i in range(len(concepts))]
     rng.shuffle(positions)
     pool_all = [*tax.concepts, *tax.extra_distractors]
+    pools = {cat: [c for c in pool_all if tax.concept_category.get(c) != cat] for cat in tax.categories}
     out = []
     for concept, pos in zip(concepts, positions, strict=True):
-        category = tax.category_of(concept)
-        pool = [c for c in pool_all if tax.concept_category.get(c) != category]
-        chosen = rng.sample(pool, 3)
+        chosen = rng.sample(pools[tax.category_of(concept)], 3)
         chosen.insert(pos, concept)
         options = dict(zip(LETTERS, chosen, strict=True))
         out.append(

@@ -120,16 +120,22 @@ def text_only_docs(_placeholder) -> Any:
     return _concept_docs("text_only")
 
 
+# lmms-eval asks for each doc's prompt more than once; the distinct prompts are few.
+@lru_cache(maxsize=4096)
+def _render_cached(name: str, **variables: str) -> str:
+    return render(name, **variables)
+
+
 def perception_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return render("perception/multiple_choice", option_str=doc["option_str"])
+    return _render_cached("perception/multiple_choice", option_str=doc["option_str"])
 
 
 def image_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return render(f"alignment/image_p{doc['prompt_id']}")
+    return _render_cached(f"alignment/image_p{doc['prompt_id']}")
 
 
 def concept_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return render(f"alignment/text_p{doc['prompt_id']}", concept=doc["unsafe_concept"])
+    return _render_cached(f"alignment/text_p{doc['prompt_id']}", concept=doc["unsafe_concept"])
 
 
 def image_visual(doc: dict[str, Any]) -> list[Image.Image]:
