@@ -83,8 +83,7 @@ def perception_docs(_placeholder) -> Any:
         raise fail(str(e)) from None
     RUN_STATE["perception"]["options"] = how
     ds = ds.add_column("option_str", [s["option_str"] for s in sets])
-    ds = ds.add_column("correct_option", [s["correct_option"] for s in sets])
-    return ds.add_column("options", [s["options"] for s in sets])
+    return ds.add_column("correct_option", [s["correct_option"] for s in sets])
 
 
 def image_docs(_placeholder) -> Any:

@@ -11,12 +11,14 @@ Per sample, the headline metrics hold only the outcome (``hit``/``miss``/``na``)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from uc_tasks import metrics
 from uc_tasks.lmms.docs import RUN_STATE, scorer
 from uc_tasks.provenance import provenance
 from uc_tasks.scoring.base import UNSAFE
+from uc_tasks.scoring.parse_perception import parse_options
 
 
 class Detail(dict):
@@ -33,6 +35,11 @@ class Detail(dict):
         return True
 
 
+@lru_cache(maxsize=8192)
+def _options(option_str: str) -> dict[str, str]:
+    return parse_options(option_str)
+
+
 def _answer(results: Sequence[Any]) -> str:
     answer = results[0] if results else ""
     return answer if isinstance(answer, str) else ""
@@ -47,7 +54,7 @@ def _per_sample(item: dict[str, Any], alignment: bool) -> dict[str, Any]:
 
 
 def perception_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, Any]:
-    reading = scorer().read_perception([_answer(results)], [doc["options"]])[0]
+    reading = scorer().read_perception([_answer(results)], [_options(doc["option_str"])])[0]
     item = {
         "task": "perception",
         "row_id": doc["row_id"],
