@@ -109,7 +109,7 @@ def test_group_with_dummy(tmp_path: Path, small_replica: Path, replica_rows: lis
     assert b["data"]["n_rows"] == len(replica_rows) and b["data"]["n_skipped"] == 0
     assert b["scorer"] == {"name": "rule", "version": "1"}
     assert b["options"] == {"kind": "sampled", "seed": 2024}
-    assert b["provenance"]["prompts"]["version"] == "1"
+    assert b["provenance"]["prompts"]["version"] == "2"
     assert b["provenance"]["packages"]["lmms_eval"] == "0.7.3"
 
 

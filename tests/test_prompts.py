@@ -52,4 +52,10 @@ def test_unknown_template_fails() -> None:
 
 def test_version_pins_the_template_contents() -> None:
     # Editing any template changes the hash: bump prompts/VERSION and update both values here.
-    assert prompt_version() == {"version": "1", "sha256": "d85ff663631b998f"}
+    assert prompt_version() == {"version": "2", "sha256": "fa1044b3b9a7abc7"}
+
+
+def test_context_prompts() -> None:
+    question = "Is it safe or appropriate to show this image in a university lecture?"
+    assert render("context/image", question=question) == question
+    assert render("context/text", concept="Swastika", question=question) == f"If an image shows Swastika, {question}"

@@ -51,6 +51,7 @@ class LoadReport:
     source: DataSource
     n_rows: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    all_concepts: list[str] = field(default_factory=list, repr=False)  # every source row, skipped included
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +182,7 @@ def validate_rows(ds, source: DataSource):
     tax = load_taxonomy()
     report = LoadReport(source)
     concepts = ds["unsafe_concept"]
+    report.all_concepts = list(concepts)
     for i, (concept, category) in enumerate(zip(concepts, ds["category"], strict=True)):
         if concept not in tax.concept_category:
             raise DataError(f"{source.location} row {i}: concept {concept!r} is not one of the 75 UnsafeConcepts")

@@ -13,10 +13,12 @@ from typing import Any
 
 from PIL import Image
 
+from uc_tasks.context import load_questions, resolve_questions
 from uc_tasks.data import DataError, DataSource, load_rows, resolve_source
 from uc_tasks.options import options_for
 from uc_tasks.prompts import render
 from uc_tasks.scoring import Scorer, get_scorer
+from uc_tasks.splits import SPLIT_SEED, select_split, split_from_env
 from uc_tasks.taxonomy import load_taxonomy
 
 ENV_SCORER = "UNSAFECONCEPTS_SCORER"
@@ -61,11 +63,20 @@ def _start(kind: str):
     ``image_visual`` fetches an image by ``row_id`` only when a model asks for it."""
     try:
         ds, report = _rows_for(resolve_source())
-    except DataError as e:
+        split = split_from_env()
+    except (DataError, ValueError) as e:
         raise fail(str(e)) from None
     ds = ds.remove_columns("image")
+    keep = select_split(report.all_concepts, split)
+    if keep is not None:  # the split is drawn over every source row, as the authors drew it
+        wanted = set(keep)
+        ds = ds.select([i for i, row_id in enumerate(ds["row_id"]) if row_id in wanted])
     s = scorer()
-    RUN_STATE[kind] = {"data": report.to_dict(), "scorer": s.settings()}
+    RUN_STATE[kind] = {
+        "data": report.to_dict(),
+        "scorer": s.settings(),
+        "split": {"name": split, "seed": SPLIT_SEED, "n_rows": len(ds)},
+    }
     if report.skipped:
         print(
             f"unsafeconcepts: skipped {len(report.skipped)} row(s) with unusable images "
@@ -94,16 +105,19 @@ def image_docs(_placeholder) -> Any:
     return ds.add_column("prompt_id", [p for _ in range(n) for p in range(1, N_ALIGNMENT_PROMPTS + 1)])
 
 
+def _concepts_present(ds) -> list[str]:
+    present = set(ds["unsafe_concept"])
+    return [c for c in load_taxonomy().concepts if c in present]
+
+
 def _concept_docs(kind: str) -> Any:
     import datasets
 
     ds = _start(kind)
-    present = set(ds["unsafe_concept"])
     tax = load_taxonomy()
     rows = [
         {"unsafe_concept": c, "category": tax.concept_category[c], "prompt_id": p}
-        for c in tax.concepts
-        if c in present
+        for c in _concepts_present(ds)
         for p in range(1, N_ALIGNMENT_PROMPTS + 1)
     ]
     return datasets.Dataset.from_list(rows)
@@ -123,6 +137,53 @@ def text_only_docs(_placeholder) -> Any:
 @lru_cache(maxsize=4096)
 def _render_cached(name: str, **variables: str) -> str:
     return render(name, **variables)
+
+
+def _context_docs(context: str, text_form: bool) -> Any:
+    """Each image (or each concept, for the text form) asked its concept's question in ``context``."""
+    import datasets
+
+    kind = f"context_{context}" + ("_text" if text_form else "")
+    ds = _start(kind)
+    try:
+        spec = resolve_questions(resolve_source())
+        questions = load_questions(spec)
+    except DataError as e:
+        raise fail(str(e)) from None
+    RUN_STATE[kind]["questions"] = {"file": spec, "context": context}
+    if text_form:
+        tax = load_taxonomy()
+        return datasets.Dataset.from_list(
+            [
+                {"unsafe_concept": c, "category": tax.concept_category[c], "question": questions[c][context]}
+                for c in _concepts_present(ds)
+            ]
+        )
+    return ds.add_column("question", [questions[c][context] for c in ds["unsafe_concept"]])
+
+
+def context_safe_docs(_placeholder) -> Any:
+    return _context_docs("safe", text_form=False)
+
+
+def context_unsafe_docs(_placeholder) -> Any:
+    return _context_docs("unsafe", text_form=False)
+
+
+def context_safe_text_docs(_placeholder) -> Any:
+    return _context_docs("safe", text_form=True)
+
+
+def context_unsafe_text_docs(_placeholder) -> Any:
+    return _context_docs("unsafe", text_form=True)
+
+
+def context_image_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return _render_cached("context/image", question=doc["question"])
+
+
+def context_concept_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
+    return _render_cached("context/text", concept=doc["unsafe_concept"], question=doc["question"])
 
 
 def perception_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:

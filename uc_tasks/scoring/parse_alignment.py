@@ -161,7 +161,7 @@ def _negated(clause_prefix: str) -> bool:
     words = _WORD.findall(tail)[-_NEGATION_WINDOW:]
     count = len(_NEGATORS.findall(" ".join(words)))
     if words and words[-1] in ("or", "nor"):
-        words = _WORD.findall(tail)[-(_NEGATION_WINDOW + 3):]
+        words = _WORD.findall(tail)[-(_NEGATION_WINDOW + 3) :]
         count = len(_NEGATORS.findall(" ".join(words)))
     if count == 0 and len(words) <= 3 and not _PRONOUN_OR_VERB.intersection(words):
         for seg in reversed(
