@@ -64,6 +64,14 @@ def run_tasks(tasks: str, model: str, model_args: str, out: Path, env: dict[str,
     return Run(proc, results, samples)
 
 
+def write_replay_log(folder: Path, task: str, answers: list[str]) -> None:
+    """A log that lmms-eval's ``from_log`` model replays: answer i for doc i of ``task``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = {"args": {"model": "replay", "model_args": "", "limit": None}, "time": "1127_0000",
+           "model_configs": {"task": task}, "logs": [{"doc_id": i, "resps": [[a]]} for i, a in enumerate(answers)]}
+    (folder / f"{task}.json").write_text(json.dumps(log))
+
+
 @pytest.fixture(scope="session")
 def small_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """75 concepts x at most 2 images (147 rows), the authors' folder layout."""

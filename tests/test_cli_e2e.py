@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Run, clean_env, lmms_eval, run_tasks
+from conftest import REPO, Run, clean_env, lmms_eval, run_tasks, write_replay_log
 
 from uc_tasks.taxonomy import load_taxonomy
 
@@ -128,13 +128,6 @@ def _authors_option_file(path: Path, rows: list[dict[str, Any]]) -> list[str]:
     return letters
 
 
-def _write_log(folder: Path, task: str, answers: list[str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    log = {"args": {"model": "replay", "model_args": "", "limit": None}, "time": "1127_0000",
-           "model_configs": {"task": task}, "logs": [{"doc_id": i, "resps": [[a]]} for i, a in enumerate(answers)]}
-    (folder / f"{task}.json").write_text(json.dumps(log))
-
-
 def _labelled(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -148,10 +141,10 @@ def test_group_with_varied_answers(tmp_path: Path, small_replica: Path, replica_
 
     image_docs = [(r["category"], r["unsafe_concept"]) for r in replica_rows for _ in range(5)]
     image_pick = [pool[(7 * i) % len(pool)] for i in range(len(image_docs))]
-    _write_log(logs, "unsafeconcepts_image", [a["answer"] for a in image_pick])
+    write_replay_log(logs, "unsafeconcepts_image", [a["answer"] for a in image_pick])
     text_docs = [(tax.concept_category[c], c) for c in tax.concepts for _ in range(5)]
     text_pick = [pool[(11 * i + 3) % len(pool)] for i in range(len(text_docs))]
-    _write_log(logs, "unsafeconcepts_text", [a["answer"] for a in text_pick])
+    write_replay_log(logs, "unsafeconcepts_text", [a["answer"] for a in text_pick])
 
     letters = _authors_option_file(tmp_path / "perception_metadata.jsonl", replica_rows)
     percep_answers, percep_rows = [], []
@@ -170,7 +163,7 @@ def test_group_with_varied_answers(tmp_path: Path, small_replica: Path, replica_
         else:
             percep_answers.append("I'm sorry, I can't help with that.")
             percep_rows.append((r["category"], r["unsafe_concept"], "na"))
-    _write_log(logs, "unsafeconcepts_perception", percep_answers)
+    write_replay_log(logs, "unsafeconcepts_perception", percep_answers)
 
     env = clean_env(UNSAFECONCEPTS_DATA=str(small_replica),
                     UNSAFECONCEPTS_PERCEPTION_OPTIONS=str(tmp_path / "perception_metadata.jsonl"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED_REFERENCE, clean_env, run_tasks
+from conftest import SHARED_REFERENCE, clean_env, run_tasks, write_replay_log
 
 from uc_tasks.context import load_questions, resolve_questions
 from uc_tasks.data import DataError, DataSource
@@ -84,13 +84,6 @@ def test_bootstrap_difference_by_hand() -> None:
     assert same["estimate"] == same["ci_low"] == same["ci_high"] == 0.0
 
 
-def _write_log(folder: Path, task: str, answers: list[str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    log = {"args": {"model": "replay", "model_args": "", "limit": None}, "time": "1127_0000",
-           "model_configs": {"task": task}, "logs": [{"doc_id": i, "resps": [[a]]} for i, a in enumerate(answers)]}
-    (folder / f"{task}.json").write_text(json.dumps(log))
-
-
 def _by_hand(safe: list[tuple[str, str]], unsafe: list[tuple[str, str]]) -> dict[str, Any]:
     """(category, outcome) rows of both contexts -> unsafe-minus-safe share, overall and per category."""
     def share(rows: list[tuple[str, str]]) -> float:
@@ -119,7 +112,7 @@ def test_context_group_through_the_cli(tmp_path: Path, small_replica: Path, repl
         ("unsafeconcepts_context_unsafe_text", text_cats, ["hit", "hit", "na", "miss"]),
     ):
         plan[task] = [(c, cycle[i % len(cycle)]) for i, c in enumerate(cats)]
-        _write_log(tmp_path / "logs", task, [answers[o] for _, o in plan[task]])
+        write_replay_log(tmp_path / "logs", task, [answers[o] for _, o in plan[task]])
     run = run_tasks("unsafeconcepts_context", "from_log", f"logs={tmp_path / 'logs'}", tmp_path / "out",
                     clean_env(UNSAFECONCEPTS_DATA=str(small_replica)))
 
