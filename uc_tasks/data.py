@@ -181,9 +181,12 @@ def validate_rows(ds, source: DataSource):
 
     tax = load_taxonomy()
     report = LoadReport(source)
-    concepts = ds["unsafe_concept"]
+    if ds._indices is not None:
+        ds = ds.flatten_indices()
+    table = ds.data  # read columns straight from Arrow: row-by-row iteration formats every row
+    concepts = table.column("unsafe_concept").to_pylist()
     report.all_concepts = list(concepts)
-    for i, (concept, category) in enumerate(zip(concepts, ds["category"], strict=True)):
+    for i, (concept, category) in enumerate(zip(concepts, table.column("category").to_pylist(), strict=True)):
         if concept not in tax.concept_category:
             raise DataError(f"{source.location} row {i}: concept {concept!r} is not one of the 75 UnsafeConcepts")
         if tax.concept_category[concept] != category:
@@ -191,7 +194,7 @@ def validate_rows(ds, source: DataSource):
                 f"{source.location} row {i}: concept {concept!r} belongs to category "
                 f"{tax.concept_category[concept]!r}, not {category!r}"
             )
-    raw = ds.cast_column("image", datasets.Image(decode=False))["image"]
+    raw = ds.cast_column("image", datasets.Image(decode=False)).data.column("image").to_pylist()
     keep = []
     for i, cell in enumerate(raw):
         problem = _image_problem(cell)

@@ -99,10 +99,13 @@ def perception_docs(_placeholder) -> Any:
 
 def image_docs(_placeholder) -> Any:
     """Each image asked each of the 5 alignment prompts, image by image."""
-    ds = _start("image")
-    n = len(ds)
-    ds = ds.select([i for i in range(n) for _ in range(N_ALIGNMENT_PROMPTS)])
-    return ds.add_column("prompt_id", [p for _ in range(n) for p in range(1, N_ALIGNMENT_PROMPTS + 1)])
+    import datasets
+
+    columns = _start("image").to_dict()  # small: docs carry no images
+    prompts = range(1, N_ALIGNMENT_PROMPTS + 1)
+    repeated = {k: [v for v in values for _ in prompts] for k, values in columns.items()}
+    repeated["prompt_id"] = [p for _ in columns["row_id"] for p in prompts]
+    return datasets.Dataset.from_dict(repeated)
 
 
 def _concepts_present(ds) -> list[str]:
