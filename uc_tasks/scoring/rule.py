@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from uc_tasks.scoring.base import Reading
 from uc_tasks.scoring.parse_alignment import read_alignment
 from uc_tasks.scoring.parse_perception import read_perception
+
+# The rules are pure functions of the text, and short answers ("No.", "yes") recur constantly.
+_CACHE = 1 << 16
+
+
+@lru_cache(maxsize=_CACHE)
+def _alignment(answer: str) -> Reading:
+    return read_alignment(answer)
+
+
+@lru_cache(maxsize=_CACHE)
+def _perception(answer: str, options: tuple[tuple[str, str], ...]) -> Reading:
+    return read_perception(answer, dict(options))
 
 
 class RuleScorer:
@@ -19,9 +33,9 @@ class RuleScorer:
         return {"name": self.name, "version": self.version}
 
     def read_alignment(self, answers: Sequence[str]) -> list[Reading]:
-        return [read_alignment(a) for a in answers]
+        return [_alignment(a) for a in answers]
 
     def read_perception(self, answers: Sequence[str], options: Sequence[Mapping[str, str]]) -> list[Reading]:
         if len(answers) != len(options):
             raise ValueError(f"{len(answers)} answers but {len(options)} option sets")
-        return [read_perception(a, o) for a, o in zip(answers, options, strict=True)]
+        return [_perception(a, tuple(sorted(o.items()))) for a, o in zip(answers, options, strict=True)]
