@@ -34,11 +34,13 @@ def _by_hand(outcomes: list[tuple[str, str]]) -> dict[str, dict[str, float | Non
 
 def test_tiny_llava_through_the_cli(tmp_path: Path, small_replica: Path) -> None:
     model = build_tiny_vlm(tmp_path / "tiny-llava")
-    run = run_tasks("unsafeconcepts_perception,unsafeconcepts_image,unsafeconcepts_context_unsafe",
+    tasks = ("unsafeconcepts_perception", "unsafeconcepts_image", "unsafeconcepts_text",
+             "unsafeconcepts_context_unsafe")
+    run = run_tasks(",".join(tasks),
                     LMMS_MODEL, model_args(model),
                     tmp_path / "out", clean_env(UNSAFECONCEPTS_DATA=str(small_replica), OMP_NUM_THREADS="1"),
                     extra=["--limit", "24", "--gen_kwargs", "max_new_tokens=8"])
-    for task in ("unsafeconcepts_perception", "unsafeconcepts_image", "unsafeconcepts_context_unsafe"):
+    for task in tasks:
         samples = run.samples[task]
         answers = [s["filtered_resps"][0] if isinstance(s["filtered_resps"], list) else s["filtered_resps"]
                    for s in samples]
