@@ -14,6 +14,7 @@ from conftest import clean_env, lmms_eval, run_tasks
 
 from uc_tasks.data import DataError, load_rows, resolve_source
 from uc_tasks.lmms.docs import blank_visual, no_visual
+from uc_tasks.splits import split_from_env
 from uc_tasks.synth import write_replica
 from uc_tasks.taxonomy import load_taxonomy
 
@@ -158,3 +159,18 @@ def test_cli_offline_without_local_copy(tmp_path: Path) -> None:
                      clean_env(), tmp_path)
     assert proc.returncode != 0
     assert "could not be loaded" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_cli_unknown_scorer_stops_the_run(tmp_path: Path, small_replica: Path) -> None:
+    proc = lmms_eval(["--model", "dummy", "--tasks", "unsafeconcepts_text", "--output_path", str(tmp_path / "o")],
+                     clean_env(UNSAFECONCEPTS_DATA=str(small_replica), UNSAFECONCEPTS_SCORER="rules"), tmp_path)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "unknown scorer 'rules'" in last and "Did you mean 'rule'" in last
+    assert not list((tmp_path / "o").rglob("*_results.json"))
+
+
+def test_bad_split_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNSAFECONCEPTS_SPLIT", "test")
+    with pytest.raises(ValueError, match="UNSAFECONCEPTS_SPLIT='test' is not one of all, finetune_train"):
+        split_from_env()
