@@ -93,7 +93,8 @@ def breakdown(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _diff(a: float | None, b: float | None) -> float | None:
+def difference(a: float | None, b: float | None) -> float | None:
+    """``a - b``; undefined when either side is (the modality gap and the context sensitivity)."""
     return None if a is None or b is None else a - b
 
 
@@ -102,11 +103,11 @@ def modality_gap(image: Mapping[str, Any], text: Mapping[str, Any], metric: str 
     cats = sorted(set(image["per_category"]) | set(text["per_category"]))
     return {
         "metric": metric,
-        "overall": _diff(text["overall"][metric], image["overall"][metric]),
+        "overall": difference(text["overall"][metric], image["overall"][metric]),
         "image": image["overall"][metric],
         "text": text["overall"][metric],
         "per_category": {
-            c: _diff(text["per_category"].get(c, {}).get(metric), image["per_category"].get(c, {}).get(metric))
+            c: difference(text["per_category"].get(c, {}).get(metric), image["per_category"].get(c, {}).get(metric))
             for c in cats
         },
     }

@@ -153,7 +153,7 @@ def group_modality_gap(scores: list[float | None], sizes: list[int], weight_by_s
     if len(scores) != 2:
         raise ValueError(f"modality_gap needs exactly one image and one text task, got {len(scores)} scores")
     image, text = scores
-    return None if image is None or text is None else text - image
+    return metrics.difference(text, image)
 
 
 def group_breakdown(breakdowns: list[dict[str, Any]], sizes: list[int], weight_by_size: bool = False) -> Detail:
@@ -170,7 +170,7 @@ def group_context_sensitivity(
     if len(scores) != 2:
         raise ValueError(f"context sensitivity needs one safe- and one unsafe-context task, got {len(scores)} scores")
     safe, unsafe = scores
-    return None if safe is None or unsafe is None else unsafe - safe
+    return metrics.difference(unsafe, safe)
 
 
 def group_context_breakdown(breakdowns: list[dict[str, Any]], sizes: list[int], weight_by_size: bool = False) -> Detail:
