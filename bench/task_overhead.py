@@ -86,8 +86,8 @@ def _clear_our_caches() -> None:
     from uc_tasks.lmms import docs, results
     from uc_tasks.scoring import rule
 
-    for fn in (docs._rows_for, docs._position_of, docs._render_cached, docs._scorer_named, results._options,
-               context.load_questions, rule._alignment, rule._perception):
+    for fn in (docs._resolved, docs._rows_for, docs._position_of, docs._render_cached, docs._scorer_named,
+               results._options, context.load_questions, rule._alignment, rule._perception):
         fn.cache_clear()
     docs.RUN_STATE.clear()
 

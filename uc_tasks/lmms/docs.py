@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from uc_tasks.context import load_questions, resolve_questions
-from uc_tasks.data import DataError, DataSource, load_rows, resolve_source
+from uc_tasks.data import ENV_DATA, ENV_REVISION, DataError, DataSource, load_rows, resolve_source
 from uc_tasks.options import options_for
 from uc_tasks.prompts import render
 from uc_tasks.scoring import Scorer, get_scorer
@@ -32,6 +32,16 @@ RUN_STATE: dict[str, dict[str, Any]] = {}
 def fail(message: str) -> SystemExit:
     """The exception that ends an lmms-eval run with one line (lmms-eval catches Exception only)."""
     return SystemExit(f"unsafeconcepts: {message}")
+
+
+@lru_cache(maxsize=4)
+def _resolved(spec: str, revision: str) -> DataSource:
+    return resolve_source(spec, revision or None)
+
+
+def current_source() -> DataSource:
+    """The source the environment names, resolved once per setting (no file-system checks per image)."""
+    return _resolved(os.environ.get(ENV_DATA, ""), os.environ.get(ENV_REVISION, ""))
 
 
 @lru_cache(maxsize=4)
@@ -62,7 +72,7 @@ def _start(kind: str):
     """The source's rows without their images: docs stay small (lmms-eval hashes and logs every doc);
     ``image_visual`` fetches an image by ``row_id`` only when a model asks for it."""
     try:
-        ds, report = _rows_for(resolve_source())
+        ds, report = _rows_for(current_source())
         split = split_from_env()
     except (DataError, ValueError) as e:
         raise fail(str(e)) from None
@@ -108,22 +118,20 @@ def image_docs(_placeholder) -> Any:
     return datasets.Dataset.from_dict(repeated)
 
 
-def _concepts_present(ds) -> list[str]:
+def _concept_rows(ds) -> list[dict[str, str]]:
+    """One row per concept present in ``ds``, in taxonomy order, for the text-form tasks."""
+    tax = load_taxonomy()
     present = set(ds["unsafe_concept"])
-    return [c for c in load_taxonomy().concepts if c in present]
+    return [{"unsafe_concept": c, "category": tax.concept_category[c]} for c in tax.concepts if c in present]
 
 
 def _concept_docs(kind: str) -> Any:
     import datasets
 
-    ds = _start(kind)
-    tax = load_taxonomy()
-    rows = [
-        {"unsafe_concept": c, "category": tax.concept_category[c], "prompt_id": p}
-        for c in _concepts_present(ds)
-        for p in range(1, N_ALIGNMENT_PROMPTS + 1)
-    ]
-    return datasets.Dataset.from_list(rows)
+    rows = _concept_rows(_start(kind))
+    return datasets.Dataset.from_list(
+        [{**r, "prompt_id": p} for r in rows for p in range(1, N_ALIGNMENT_PROMPTS + 1)]
+    )
 
 
 def text_docs(_placeholder) -> Any:
@@ -149,18 +157,14 @@ def _context_docs(context: str, text_form: bool) -> Any:
     kind = f"context_{context}" + ("_text" if text_form else "")
     ds = _start(kind)
     try:
-        spec = resolve_questions(resolve_source())
+        spec = resolve_questions(current_source())
         questions = load_questions(spec)
     except DataError as e:
         raise fail(str(e)) from None
     RUN_STATE[kind]["questions"] = {"file": spec, "context": context}
     if text_form:
-        tax = load_taxonomy()
         return datasets.Dataset.from_list(
-            [
-                {"unsafe_concept": c, "category": tax.concept_category[c], "question": questions[c][context]}
-                for c in _concepts_present(ds)
-            ]
+            [{**r, "question": questions[r["unsafe_concept"]][context]} for r in _concept_rows(ds)]
         )
     return ds.add_column("question", [questions[c][context] for c in ds["unsafe_concept"]])
 
@@ -203,7 +207,7 @@ def concept_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = N
 
 def image_visual(doc: dict[str, Any]) -> list[Image.Image]:
     """The doc's image, looked up by ``row_id`` in the loaded source and decoded now."""
-    source = resolve_source()
+    source = current_source()
     ds, _ = _rows_for(source)
     return [ds[_position_of(source)[doc["row_id"]]]["image"].convert("RGB")]
 

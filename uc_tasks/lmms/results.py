@@ -140,8 +140,12 @@ def agg_breakdown(items: list[dict[str, Any]]) -> Detail:
     )
 
 
+def _by_task(breakdowns: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {b.get("task"): b for b in breakdowns if isinstance(b, dict)}
+
+
 def _sides(breakdowns: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    by_task = {b.get("task"): b for b in breakdowns if isinstance(b, dict)}
+    by_task = _by_task(breakdowns)
     text = by_task.get("text") or by_task.get("text_only")
     if "image" not in by_task or text is None:
         raise ValueError(f"the modality gap needs an image and a text task in the group; got {sorted(by_task)}")
@@ -175,7 +179,7 @@ def group_context_sensitivity(
 
 def group_context_breakdown(breakdowns: list[dict[str, Any]], sizes: list[int], weight_by_size: bool = False) -> Detail:
     """Group ``breakdown``: context sensitivity per form, overall and per category, with concept-bootstrap CIs."""
-    by_task = {b.get("task"): b for b in breakdowns if isinstance(b, dict)}
+    by_task = _by_task(breakdowns)
     out: dict[str, Any] = {}
     for form, suffix in (("image", ""), ("text", "_text")):
         safe, unsafe = by_task.get(f"context_safe{suffix}"), by_task.get(f"context_unsafe{suffix}")
