@@ -57,10 +57,14 @@ def render(name: str, **variables: object) -> str:
 
 @lru_cache(maxsize=1)
 def prompt_version() -> dict[str, str]:
-    """Version string and content hash of every template (changing a prompt changes the hash)."""
+    """Version string and content hash of every benchmark template (changing one changes the hash).
+
+    Judge prompts (prompts/judge/) belong to the judge scorer, which versions them itself."""
     root = prompts_dir()
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.jinja")):
+        if path.relative_to(root).parts[0] == "judge":
+            continue
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())

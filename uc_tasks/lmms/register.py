@@ -3,7 +3,7 @@
 lmms-eval 0.7.3 has no entry-point group for tasks; its only group, ``lmms_eval.models``, is loaded
 when ``lmms_eval.models`` is imported, before any task index is built. Our entry point there adds
 this package's task folder to every TaskManager's search path (as ``--include_path`` would) and
-registers no model of its own yet.
+registers our model backends (``--model uc_hf_vlm``, ``--model uc_openai``).
 """
 
 from __future__ import annotations
@@ -35,10 +35,19 @@ def _add_tasks_dir() -> None:
     TaskManager.initialize_tasks = initialize_tasks
 
 
+MODELS = {
+    "uc_hf_vlm": "uc_tasks.models.hf_vlm.HFVLM",
+    "uc_openai": "uc_tasks.models.api.OpenAIVLM",
+}
+"""Our lmms-eval model names and the classes that implement them."""
+
+
 def register() -> list:
     """Entry point of group ``lmms_eval.models``: adds our tasks; returns our model manifests."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
     _add_tasks_dir()
-    return []
+    return [ModelManifest(model_id=name, simple_class_path=path) for name, path in MODELS.items()]
 
 
 if __name__ == "__main__":
