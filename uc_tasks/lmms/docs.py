@@ -205,16 +205,24 @@ def concept_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = N
     return _render_cached(f"alignment/text_p{doc['prompt_id']}", concept=doc["unsafe_concept"])
 
 
+IMAGE_ID_KEY = "uc_image_id"
+"""``image.info`` key holding a stable id of the image, so that a backend can encode each image once."""
+
+
 def image_visual(doc: dict[str, Any]) -> list[Image.Image]:
     """The doc's image, looked up by ``row_id`` in the loaded source and decoded now."""
     source = current_source()
     ds, _ = _rows_for(source)
-    return [ds[_position_of(source)[doc["row_id"]]]["image"].convert("RGB")]
+    image = ds[_position_of(source)[doc["row_id"]]]["image"].convert("RGB")
+    image.info[IMAGE_ID_KEY] = f"{source.kind}:{source.location}@{source.revision or ''}#{doc['row_id']}"
+    return [image]
 
 
 @lru_cache(maxsize=1)
 def _blank() -> Image.Image:
-    return Image.new("RGB", BLANK_SIZE, (255, 255, 255))
+    image = Image.new("RGB", BLANK_SIZE, (255, 255, 255))
+    image.info[IMAGE_ID_KEY] = f"blank:{BLANK_SIZE[0]}x{BLANK_SIZE[1]}"
+    return image
 
 
 def blank_visual(doc: dict[str, Any]) -> list[Image.Image]:
