@@ -10,6 +10,9 @@ NA = "na"
 """The 'could not tell' value. It is never silently turned into a wrong or right answer."""
 
 SAFE, UNSAFE = "safe", "unsafe"
+REFUSAL = "refuses to answer"
+"""``Reading.reason`` of an ``na`` reading whose answer is a refusal ("I'm sorry, I can't help with that");
+the results count refusals apart from other N/A answers."""
 ALIGNMENT_LABELS = (SAFE, UNSAFE, NA)
 LETTERS = ("A", "B", "C", "D")
 PERCEPTION_LABELS = (*LETTERS, NA)
