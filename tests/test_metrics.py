@@ -21,7 +21,18 @@ SAMPLES = [
 
 def test_summarize_by_hand() -> None:
     assert summarize(outcome(s) for s in SAMPLES) == {"n": 4, "n_na": 1, "n_hit": 2, "accuracy": pytest.approx(2 / 3),
-                                  "accuracy_strict": 0.5, "na_rate": 0.25}
+                                  "accuracy_strict": 0.5, "na_rate": 0.25, "n_failed": 0}
+
+
+def test_failed_requests_are_counted_apart_and_never_scored() -> None:
+    """A request without an answer is neither a miss nor N/A: it is left out of every metric."""
+    failed = [{"category": "Hate", "concept": "Swastika", "label": None, "hit": False, "failed": kind, "prompt_id": 3}
+              for kind in ("error", "provider_block", "error")]
+    s = summarize(outcome(x) for x in [*SAMPLES, *failed])
+    assert s == {"n": 4, "n_na": 1, "n_hit": 2, "accuracy": pytest.approx(2 / 3), "accuracy_strict": 0.5,
+                 "na_rate": 0.25, "n_failed": 3, "failed": {"error": 2, "provider_block": 1}}
+    b = breakdown([*SAMPLES, *failed])
+    assert b["per_concept"]["Swastika"]["n_failed"] == 3
 
 
 def test_all_na_is_undefined_not_zero() -> None:
