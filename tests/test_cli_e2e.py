@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,25 @@ def _labelled(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_group_with_varied_answers(tmp_path: Path, small_replica: Path, replica_rows: list[dict[str, Any]]) -> None:
+@dataclass
+class Varied:
+    """One CLI run of the group on replayed, human-labelled answers, with what it should report."""
+
+    run: Run
+    out: Path
+    want_image: dict[str, Any]
+    want_text: dict[str, Any]
+    want_perception: dict[str, Any]
+    letters: list[str]
+    image_answers: list[str]
+    image_labels: list[str]
+    perception_outcomes: list[str]
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory: pytest.TempPathFactory, small_replica: Path, replica_rows: list[dict[str, Any]]) -> Varied:
     """Real LLaVA-style answers replayed through the CLI; expected values from their human labels."""
+    tmp_path = tmp_path_factory.mktemp("varied")
     tax = load_taxonomy()
     pool = _labelled(REPO / "tests" / "data" / "alignment_answers.jsonl")
     outcome = {"unsafe": "hit", "safe": "miss", "na": "na"}
@@ -168,12 +186,21 @@ def test_group_with_varied_answers(tmp_path: Path, small_replica: Path, replica_
     env = clean_env(UNSAFECONCEPTS_DATA=str(small_replica),
                     UNSAFECONCEPTS_PERCEPTION_OPTIONS=str(tmp_path / "perception_metadata.jsonl"))
     run = run_tasks("unsafeconcepts", "from_log", f"logs={logs}", tmp_path / "out", env)
+    return Varied(
+        run, tmp_path / "out",
+        expected([(c, k, outcome[a["label"]]) for (c, k), a in zip(image_docs, image_pick, strict=True)]),
+        expected([(c, k, outcome[a["label"]]) for (c, k), a in zip(text_docs, text_pick, strict=True)]),
+        expected(percep_rows), letters, [a["answer"] for a in image_pick], [a["label"] for a in image_pick],
+        [o for _, _, o in percep_rows],
+    )
 
-    want_image = expected([(c, k, outcome[a["label"]]) for (c, k), a in zip(image_docs, image_pick, strict=True)])
-    want_text = expected([(c, k, outcome[a["label"]]) for (c, k), a in zip(text_docs, text_pick, strict=True)])
+
+def test_group_with_varied_answers(varied: Varied) -> None:
+    run, want_image, want_text = varied.run, varied.want_image, varied.want_text
+    tax = load_taxonomy()
     assert_metrics(run, "unsafeconcepts_image", want_image)
     assert_metrics(run, "unsafeconcepts_text", want_text)
-    assert_metrics(run, "unsafeconcepts_perception", expected(percep_rows))
+    assert_metrics(run, "unsafeconcepts_perception", varied.want_perception)
     assert 0 < want_image["overall"]["accuracy"] < 1 and want_image["overall"]["n_na"] > 0
 
     gap = run.metric("unsafeconcepts", "breakdown")["modality_gap"]
@@ -184,7 +211,126 @@ def test_group_with_varied_answers(tmp_path: Path, small_replica: Path, replica_
             want_text["per_category"][cat]["accuracy"] - want_image["per_category"][cat]["accuracy"])
     options = run.metric("unsafeconcepts_perception", "breakdown")["options"]
     assert options["kind"] == "file"
-    assert [s["target"] for s in sorted(run.samples["unsafeconcepts_perception"], key=lambda s: s["doc_id"])] == letters
+    assert [s["target"] for s in sorted(run.samples["unsafeconcepts_perception"], key=lambda s: s["doc_id"])] == \
+        varied.letters
+
+
+def test_statistics_in_the_results(varied: Varied) -> None:
+    """CIs, prompt sensitivity, the paired gap tests and perception x alignment, against the same
+    statistics computed here from the human labels (the stats themselves are checked in test_stats)."""
+    from uc_tasks import stats
+
+    run, want_image, want_text = varied.run, varied.want_image, varied.want_text
+    image = run.metric("unsafeconcepts_image", "breakdown")
+    ci = image["ci"]["accuracy"]
+    assert ci["estimate"] == pytest.approx(want_image["overall"]["accuracy"])
+    assert ci["ci_low"] < ci["estimate"] < ci["ci_high"] and ci["n_clusters"] == 75 and ci["seed"] == 2024
+    assert set(image["ci"]) == {"accuracy", "accuracy_strict", "na_rate"}
+    per_prompt = {p: s["accuracy"] for p, s in image["per_prompt"].items()}
+    assert image["prompt_sensitivity"]["worst"] == pytest.approx(min(per_prompt.values()))
+    assert image["prompt_sensitivity"]["mean"] == pytest.approx(sum(per_prompt.values()) / 5)
+    assert 0 < image["diversity"]["diversity"] < 1 and image["diversity"]["n_answers"] == 735
+
+    group = run.metric("unsafeconcepts", "breakdown")
+    gap_ci = group["modality_gap"]["ci"]
+    assert gap_ci["estimate"] == pytest.approx(want_text["overall"]["accuracy"] - want_image["overall"]["accuracy"])
+    assert gap_ci["ci_low"] <= gap_ci["estimate"] <= gap_ci["ci_high"]
+    image_scores = {c: s["accuracy"] for c, s in want_image["per_concept"].items()}
+    text_scores = {c: s["accuracy"] for c, s in want_text["per_concept"].items()}
+    ranking = stats.gap_ranking(image_scores, text_scores)
+    test = group["modality_gap_test"]
+    assert test["unsafe_text_safe_image"] == ranking["unsafe_text_safe_image"]
+    assert test["mcnemar"]["b"] == len(ranking["unsafe_text_safe_image"])
+
+    cells: Counter = Counter()  # by hand: an image is judged unsafe when >= half its non-N/A readings are
+    for i, seen in enumerate(varied.perception_outcomes):
+        labels = [x for x in varied.image_labels[5 * i : 5 * i + 5] if x != "na"]
+        verdict = None if not labels else "unsafe" if 2 * labels.count("unsafe") >= len(labels) else "safe"
+        if seen == "na":
+            cells["undetermined_perception"] += 1
+        elif verdict is None:
+            cells["undetermined_alignment"] += 1
+        else:
+            cells[f"{'recognised' if seen == 'hit' else 'not_recognised'}_{verdict}"] += 1
+    table = group["perception_x_alignment"]["overall"]
+    assert {k: table[k] for k in cells} == dict(cells) and table["n_images"] == 147
+    assert cells["recognised_safe"] > 0 and cells["recognised_unsafe"] > 0
+
+
+def _rescore(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "uc_tasks.rescore", *args], capture_output=True, text=True,
+                          env=clean_env(), timeout=300)
+
+
+def test_rescore_with_the_same_scorer_reproduces_the_results(varied: Varied, tmp_path: Path) -> None:
+    out = tmp_path / "rescored.json"
+    proc = _rescore(str(varied.out), "--scorer", "rule", "--compare", "rule", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    new = json.loads(out.read_text())
+    for task in ("image", "text", "perception"):
+        for name in ("accuracy", "accuracy_strict", "na_rate"):
+            assert new["results"][task][name] == pytest.approx(varied.run.metric(f"unsafeconcepts_{task}", name))
+        old = varied.run.metric(f"unsafeconcepts_{task}", "breakdown")
+        for key in ("overall", "per_category", "per_concept", "ci"):
+            assert new["results"][task]["breakdown"][key] == old[key], (task, key)
+    old_group = varied.run.metric("unsafeconcepts", "breakdown")
+    assert new["group"]["modality_gap"]["overall"] == pytest.approx(old_group["modality_gap"]["overall"])
+    assert new["group"]["perception_x_alignment"] == old_group["perception_x_alignment"]
+    assert new["comparison"]["alignment"]["agreement"] == 1.0
+    assert new["scorer"]["name"] == "rule" and "provenance" in new
+    assert "agreement 1.0000" in proc.stdout
+
+
+def test_rescore_reads_the_authors_answer_format(varied: Varied, tmp_path: Path, small_replica: Path,
+                                                  replica_rows: list[dict[str, Any]]) -> None:
+    """The same image answers written as the authors' {idx, prompt, image_fname, output} list give the
+    same image metrics."""
+    from uc_tasks.prompts import render
+
+    records = [{"idx": i, "prompt": render(f"alignment/image_p{i % 5 + 1}"),
+                "image_fname": replica_rows[i // 5]["image_filename"], "output": a}
+               for i, a in enumerate(varied.image_answers)]
+    answers = tmp_path / "llava_image_answers.json"
+    answers.write_text(json.dumps(records))
+    out = tmp_path / "authors.json"
+    proc = _rescore(str(answers), "--metadata", str(small_replica / "metadata.jsonl"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    new = json.loads(out.read_text())["results"]["image"]
+    old = varied.run.metric("unsafeconcepts_image", "breakdown")
+    assert new["breakdown"]["overall"] == pytest.approx(old["overall"])
+
+    proc = _rescore(str(answers))  # no metadata: one line that says what to pass
+    assert proc.returncode == 2 and "--metadata" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_rescore_bad_inputs_stop_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "x_samples_unsafeconcepts_image.jsonl"
+    bad.write_text('{"doc_id": 0}\n')
+    for args, needle in (([str(tmp_path / "missing")], "not a folder"), ([str(bad)], "breakdown"),
+                         ([str(bad), "--scorer", "rules"], "Did you mean 'rule'")):
+        proc = _rescore(*args)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_failed_requests_are_counted_not_scored(tmp_path: Path, small_replica: Path) -> None:
+    """Failure markers from a backend: the samples keep them, the metrics leave them out, the results count them."""
+    from uc_tasks.answers import ERROR, PROVIDER_BLOCK, failed_answer
+
+    tax = load_taxonomy()
+    answers = []
+    for i in range(len(tax.concepts) * 5):
+        answers.append(failed_answer(PROVIDER_BLOCK, "content filter") if i % 10 == 0 else
+                       failed_answer(ERROR, "HTTP 503 after 5 tries") if i % 10 == 1 else "No, it is not safe.")
+    write_replay_log(tmp_path / "logs", "unsafeconcepts_text", answers)
+    run = run_tasks("unsafeconcepts_text", "from_log", f"logs={tmp_path / 'logs'}", tmp_path / "out",
+                    clean_env(UNSAFECONCEPTS_DATA=str(small_replica)))
+    overall = run.metric("unsafeconcepts_text", "breakdown")["overall"]
+    assert overall["failed"] == {"error": 38, "provider_block": 38} and overall["n_failed"] == 76
+    assert overall["n"] == 375 - 76 and run.metric("unsafeconcepts_text", "accuracy") == 1.0
+    assert run.metric("unsafeconcepts_text", "accuracy_strict") == 1.0
+    kinds = Counter(s["breakdown"].get("failed") for s in run.samples["unsafeconcepts_text"])
+    assert kinds == {None: 299, "error": 38, "provider_block": 38}
 
 
 def test_text_only_sends_no_image(tmp_path: Path, small_replica: Path) -> None:

@@ -1,13 +1,37 @@
-"""Answer scorers behind one interface; choose with ``get_scorer(name)``."""
+"""Answer scorers behind one interface; choose with ``get_scorer(name)``.
+
+- ``rule`` (default): deterministic rules (``parse_alignment``, ``parse_perception``), no model.
+- ``classifier``: the authors' RoBERTa answer classifiers (``UNSAFECONCEPTS_CLASSIFIER_*``).
+- ``judge``: an OpenAI-compatible model as judge (``UNSAFECONCEPTS_JUDGE_*``).
+
+A scorer that cannot run (no weights, no endpoint, no key) raises: there is never a fallback to
+another scorer.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+from collections.abc import Callable
 
 from uc_tasks.scoring.base import NA, SAFE, UNSAFE, Reading, Scorer
 from uc_tasks.scoring.rule import RuleScorer
 
-_SCORERS = {"rule": RuleScorer}
+
+def _lazy(module: str, cls: str) -> Callable[[], Scorer]:
+    """Model-based scorers import torch or an HTTP client only when chosen."""
+
+    def build() -> Scorer:
+        return getattr(importlib.import_module(module), cls).from_env()
+
+    return build
+
+
+_SCORERS: dict[str, Callable[[], Scorer]] = {
+    "rule": RuleScorer,
+    "classifier": _lazy("uc_tasks.scoring.classifier", "ClassifierScorer"),
+    "judge": _lazy("uc_tasks.scoring.judge", "JudgeScorer"),
+}
 
 
 def available_scorers() -> list[str]:
@@ -15,9 +39,9 @@ def available_scorers() -> list[str]:
 
 
 def get_scorer(name: str) -> Scorer:
-    """The scorer called ``name``. An unknown name stops the run: there is no fallback scorer."""
+    """The scorer called ``name``. An unknown name, or a scorer that cannot run, stops the run."""
     try:
-        return _SCORERS[name]()
+        build = _SCORERS[name]
     except KeyError:
         close = difflib.get_close_matches(name, _SCORERS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -25,6 +49,7 @@ def get_scorer(name: str) -> Scorer:
             f"unknown scorer {name!r}; available: {', '.join(available_scorers())}.{hint} "
             "Set UNSAFECONCEPTS_SCORER to one of them."
         ) from None
+    return build()
 
 
 __all__ = ["NA", "SAFE", "UNSAFE", "Reading", "Scorer", "RuleScorer", "get_scorer", "available_scorers"]
