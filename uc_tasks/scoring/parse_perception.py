@@ -43,6 +43,7 @@ _STATED_AFTER = re.compile(r"\b(?:it(?:'s| is)|is|correct(?:ly)?|best|most relev
 _CLOSING = re.compile(
     r"(?:\b(?:so|hence|thus|therefore|wait|actually|rather)\b|[\u2014\u2013:])\W{0,3}\(?([A-D])\)?\s*[.!]?\s*$"
 )
+_BARE_LETTER = re.compile(r"\(?([A-D])\)?[.:)]?\Z")  # the most common answer, read at once
 _LEADING = re.compile(r"^[\W_]*?\(?([A-D])\)?(?=\s*$|\s*[.:)\],\n\-\u2013\u2014]|\s*[:.]?\s*\n)")
 _WITH_TEXT = re.compile(r"(?<![A-Za-z])\(?([A-D])\)?\s*[:.)]\s+(?=(\S[^\n]{0,80}))")
 _UNDECIDED = re.compile(r"(?<![A-Za-z])([A-D])\s*(?:or|and|/|,)\s*(?:option\s*)?([A-D])(?![A-Za-z])")
@@ -96,7 +97,11 @@ def _mentioned(text: str, options: Mapping[str, str]) -> list[str]:
 def read_perception(answer: str, options: Mapping[str, str]) -> Reading:
     """Read one multiple-choice answer as a letter A-D or ``na``."""
     text = (answer or "").strip()
-    text = re.sub(r"[*_`#]+", "", text)
+    bare = _BARE_LETTER.match(text)
+    if bare:
+        return Reading(bare.group(1), "letter stated")
+    if "*" in text or "_" in text or "`" in text or "#" in text:
+        text = re.sub(r"[*_`#]+", "", text)
     if not re.search(r"\w", text):
         return Reading(NA, "empty answer")
     if _NONE.search(text):
