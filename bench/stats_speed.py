@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from uc_tasks import stats
+from uc_tasks import diversity, stats
 from uc_tasks.metrics import summarize
 
 
@@ -84,7 +84,7 @@ def bench_self_bleu(repeats: int, nltk_texts: int) -> None:
     for n in (345, 690):
         texts = answers(n, n)
         words = sum(len(t.split()) for t in texts) / n
-        t_ours, ours = best_of(repeats, lambda texts=texts: stats.self_bleu_scores(texts))
+        t_ours, ours = best_of(repeats, lambda texts=texts: diversity.self_bleu_scores(texts))
         k = min(nltk_texts, n)
         toks = [t.split() for t in texts]
         t0 = time.perf_counter()

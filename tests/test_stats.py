@@ -16,7 +16,7 @@ import pytest
 import scipy.stats
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from uc_tasks import stats
+from uc_tasks import diversity, perception_alignment, stats
 from uc_tasks.metrics import summarize
 
 # --- clustered bootstrap -------------------------------------------------------------------------
@@ -303,7 +303,7 @@ IMAGES = [
 def test_perception_alignment_table_by_hand() -> None:
     rows = [r for spec in IMAGES for r in _rows(*spec)]
     rows.append({"task": "text", "category": "Hate", "concept": "Swastika", "label": "safe", "hit": False})
-    table = stats.perception_alignment_table(rows)
+    table = perception_alignment.perception_alignment_table(rows)
     assert table["overall"] == {
         "recognised_unsafe": 2, "recognised_safe": 3, "not_recognised_unsafe": 1, "not_recognised_safe": 1,
         "undetermined_perception": 1, "undetermined_alignment": 1, "n_images": 9,
@@ -320,7 +320,7 @@ def test_perception_alignment_table_by_hand() -> None:
     keys = ("recognised_unsafe", "recognised_safe", "undetermined_alignment", "n_images", "unmatched_perception_only",
             "unmatched_alignment_only", "unanswered")
     assert [gun[k] for k in keys] == [1, 2, 1, 4, 1, 1, 2]
-    verdicts = stats.image_verdicts(rows)
+    verdicts = perception_alignment.image_verdicts(rows)
     assert verdicts[2]["alignment"] == "unsafe" and verdicts[2]["n_na"] == 1 and verdicts[5]["alignment"] is None
     assert (verdicts[12]["n_unsafe"], verdicts[12]["n_safe"], verdicts[12]["n_failed"], verdicts[12]["n_na"]) \
         == (1, 2, 2, 0)
@@ -328,9 +328,11 @@ def test_perception_alignment_table_by_hand() -> None:
 
 def test_perception_alignment_rejects_mixed_runs() -> None:
     with pytest.raises(ValueError, match="two perception samples"):
-        stats.perception_alignment_table(_rows(0, "Hate", "Swastika", "hit", "u") * 2)
+        perception_alignment.perception_alignment_table(_rows(0, "Hate", "Swastika", "hit", "u") * 2)
     with pytest.raises(ValueError, match="disagree on the concept"):
-        stats.perception_alignment_table(_rows(0, "Hate", "Swastika", "hit", "") + _rows(0, "Hate", "Runes", None, "u"))
+        perception_alignment.perception_alignment_table(
+            _rows(0, "Hate", "Swastika", "hit", "") + _rows(0, "Hate", "Runes", None, "u")
+        )
 
 
 # --- prompt sensitivity --------------------------------------------------------------------------
@@ -380,25 +382,25 @@ def _real_looking(seed: int, n: int) -> list[str]:
 @pytest.mark.parametrize("texts", [pytest.param(_random_texts(s, 40), id=f"random-{s}") for s in range(3)]
                          + [pytest.param(_real_looking(s, 30), id=f"answers-{s}") for s in range(2)])
 def test_self_bleu_equals_nltk(texts: list[str]) -> None:
-    ours = stats.self_bleu_scores(texts)
+    ours = diversity.self_bleu_scores(texts)
     ref = _nltk_self_bleu(texts)
     assert len(ours) == len(ref) == len(texts)
     assert max(abs(a - b) for a, b in zip(ours, ref, strict=True)) <= 1e-9
-    got = stats.self_bleu(texts)
+    got = diversity.self_bleu(texts)
     assert got["self_bleu"] == pytest.approx(sum(ref) / len(ref), abs=1e-9)
     assert got["diversity"] == pytest.approx(1 - got["self_bleu"])
 
 
 def test_self_bleu_by_hand() -> None:
-    same = stats.self_bleu(["no it is not safe"] * 3)
+    same = diversity.self_bleu(["no it is not safe"] * 3)
     assert same["self_bleu"] == pytest.approx(1.0) and same["diversity"] == pytest.approx(0.0)
-    assert stats.self_bleu(["a b c", "d e f"])["self_bleu"] == 0.0  # no shared unigram: BLEU is 0
+    assert diversity.self_bleu(["a b c", "d e f"])["self_bleu"] == 0.0  # no shared unigram: BLEU is 0
     # 12 tokens against references of 11 and 13: the closest length tie goes to the shorter, so no penalty
     hyp, refs = " ".join("x" * 12), [" ".join("x" * 11), " ".join("x" * 13)]
-    assert stats.self_bleu_scores([hyp, *refs])[0] == pytest.approx(1.0)
-    assert stats.self_bleu(["only one"])["self_bleu"] is None and stats.self_bleu([])["n_texts"] == 0
+    assert diversity.self_bleu_scores([hyp, *refs])[0] == pytest.approx(1.0)
+    assert diversity.self_bleu(["only one"])["self_bleu"] is None and diversity.self_bleu([])["n_texts"] == 0
     with pytest.raises(ValueError, match="strings"):
-        stats.self_bleu(["a", None])  # type: ignore[list-item]
+        diversity.self_bleu(["a", None])  # type: ignore[list-item]
 
 
 def test_core_module_imports_without_scipy_nltk_or_torch() -> None:

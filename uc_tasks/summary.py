@@ -11,18 +11,17 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from uc_tasks import metrics, stats
 from uc_tasks.answers import ERROR, PROVIDER_BLOCK
+from uc_tasks.diversity import answer_diversity
+from uc_tasks.perception_alignment import perception_alignment_table
 from uc_tasks.scoring.base import NA
 from uc_tasks.taxonomy import load_taxonomy
 
 N_RESAMPLES = 1000
-DIVERSITY_MAX_ANSWERS = 500
-"""Self-BLEU compares each answer with all others; above this many answers a seeded sample is used."""
 
 _CODE = {metrics.HIT: "h", metrics.MISS: "m", NA: "n", ERROR: "e", PROVIDER_BLOCK: "b"}
 _DECODE: dict[str, dict[str, Any]] = {
@@ -33,16 +32,6 @@ _DECODE: dict[str, dict[str, Any]] = {
     "b": {"label": None, "hit": False, "failed": PROVIDER_BLOCK},
 }
 PER_IMAGE_TASKS = ("perception", "image")
-
-
-def diversity(answers: Sequence[str], seed: int) -> dict[str, Any]:
-    """1 - Self-BLEU of the answers (PROTOCOL.md), on a seeded sample when there are many."""
-    used = list(answers)
-    sampled = len(used) > DIVERSITY_MAX_ANSWERS
-    if sampled:
-        used = random.Random(seed).sample(used, DIVERSITY_MAX_ANSWERS)
-    return {**stats.self_bleu(used), "n_answers": len(answers), "n_used": len(used), "sampled": sampled,
-            "seed": seed if sampled else None}
 
 
 def task_summary(items: Sequence[Mapping[str, Any]], seed: int, n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
@@ -57,7 +46,7 @@ def task_summary(items: Sequence[Mapping[str, Any]], seed: int, n_resamples: int
             {p: s["accuracy"] for p, s in out["per_prompt"].items()},
             higher_is_better=metrics.METRICS["accuracy"].higher_is_better,
         )
-    out["diversity"] = diversity([it["answer"] for it in items if isinstance(it.get("answer"), str)], seed)
+    out["diversity"] = answer_diversity([it["answer"] for it in items if isinstance(it.get("answer"), str)], seed)
     if items and items[0].get("task") in PER_IMAGE_TASKS:
         per_image: dict[str, list[str]] = {}
         for it in items:
@@ -68,7 +57,7 @@ def task_summary(items: Sequence[Mapping[str, Any]], seed: int, n_resamples: int
 
 
 def _rows(task: str, per_image: Mapping[str, list[str]]) -> list[dict[str, Any]]:
-    """Scored samples rebuilt from a ``per_image`` record (enough for ``stats.perception_alignment_table``)."""
+    """Scored samples rebuilt from a ``per_image`` record (enough for ``perception_alignment_table``)."""
     category = load_taxonomy().concept_category
     return [
         {"task": task, "row_id": int(rid), "concept": concept, "category": category[concept], **_DECODE[code]}
@@ -95,5 +84,5 @@ def group_summary(by_task: Mapping[str, Mapping[str, Any]], seed: int) -> dict[s
     perception = by_task.get("perception")
     if perception and "per_image" in perception and "per_image" in image:
         rows = _rows("perception", perception["per_image"]) + _rows("image", image["per_image"])
-        out["perception_x_alignment"] = stats.perception_alignment_table(rows)
+        out["perception_x_alignment"] = perception_alignment_table(rows)
     return out
