@@ -15,7 +15,7 @@ from typing import Any
 from lmms_eval.api.filter import Filter
 
 from uc_tasks.answers import parse_failure
-from uc_tasks.lmms.docs import scorer
+from uc_tasks.lmms.docs import fail, scorer
 from uc_tasks.scoring.parse_perception import parse_options
 
 
@@ -33,8 +33,12 @@ class ReadAnswersInBatch(Filter):
         picked = [(r, d) for r, d in zip(resps, docs, strict=True) if isinstance(r, str) and not parse_failure(r)]
         perception = [(r, d) for r, d in picked if "option_str" in d]
         alignment = [r for r, d in picked if "option_str" not in d]
-        if alignment:
-            chosen.read_alignment(alignment)
-        if perception:
-            chosen.read_perception([r for r, _ in perception], [parse_options(d["option_str"]) for _, d in perception])
+        try:
+            if alignment:
+                chosen.read_alignment(alignment)
+            if perception:
+                chosen.read_perception([r for r, _ in perception],
+                                       [parse_options(d["option_str"]) for _, d in perception])
+        except (ValueError, RuntimeError) as e:  # a scorer that cannot run stops the run
+            raise fail(str(e)) from None
         return resps

@@ -63,7 +63,10 @@ def _read(answer: str, read: Callable[[str], Reading]) -> dict[str, Any]:
     failure = parse_failure(answer)
     if failure:
         return {"label": None, "failed": failure.kind, "reason": failure.detail}
-    reading = read(answer)
+    try:
+        reading = read(answer)
+    except (ValueError, RuntimeError) as e:  # a model scorer that cannot run stops the run
+        raise fail(str(e)) from None
     return {"label": reading.label, "reason": reading.reason, "answer": answer}
 
 
@@ -150,6 +153,7 @@ def agg_breakdown(items: list[dict[str, Any]]) -> Detail:
             "task": kind,
             "metric_definitions": {n: m.help for n, m in metrics.METRICS.items()},
             **RUN_STATE.get(kind, {}),
+            "scorer": scorer().settings(),  # now, after reading: a model scorer knows what it loaded
             "provenance": provenance(),
         }
     )
