@@ -30,7 +30,10 @@ class ReadAnswersInBatch(Filter):
         chosen = scorer()
         if chosen.name == "rule":
             return resps  # the rules are cheap per answer and memoised: nothing to gain
-        picked = [(r, d) for r, d in zip(resps, docs, strict=True) if isinstance(r, str) and not parse_failure(r)]
+        # With --limit lmms-eval passes every doc but only the first responses. Readings are memoised
+        # by answer (and options), so a doc paired wrongly here costs a reading, never a wrong one.
+        docs = list(docs)[: len(resps)]
+        picked = [(r, d) for r, d in zip(resps, docs, strict=False) if isinstance(r, str) and not parse_failure(r)]
         perception = [(r, d) for r, d in picked if "option_str" in d]
         alignment = [r for r, d in picked if "option_str" not in d]
         try:
