@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from uc_tasks.scoring import RuleScorer
-from uc_tasks.scoring import parse_alignment
+from uc_tasks.scoring import RuleScorer, parse_alignment
 from uc_tasks.scoring.parse_alignment import read_alignment
 from uc_tasks.scoring.parse_perception import parse_options, read_perception
 
