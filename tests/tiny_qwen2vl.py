@@ -77,19 +77,10 @@ def _train_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
 
     A ``vocab_size`` above what the corpus yields is filled with plain added tokens ``<fN>``, so that every
     id a large random model emits decodes to text."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tiny_vlm import byte_level_bpe
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok = byte_level_bpe(_CORPUS, SPECIAL_TOKENS, VOCAB_SIZE)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=IM_END,

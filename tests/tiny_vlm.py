@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer
     from transformers import LlavaConfig, LlavaProcessor, PreTrainedTokenizerFast
 
 LMMS_MODEL = "llava_hf"
@@ -73,21 +74,29 @@ _CORPUS = [
 ]
 
 
-def _train_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on ``_CORPUS``, wrapped for transformers (BOS added, as in Llama)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def byte_level_bpe(corpus: list[str], special_tokens: list[str], vocab_size: int) -> Tokenizer:
+    """A byte-level BPE trained on ``corpus`` in milliseconds (shared by the tiny test models)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(corpus * 4, trainer=trainer)
+    return tok
+
+
+def _train_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on ``_CORPUS``, wrapped for transformers (BOS added, as in Llama)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = byte_level_bpe(_CORPUS, SPECIAL_TOKENS, VOCAB_SIZE)
     bos_id = tok.token_to_id(BOS)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
