@@ -366,6 +366,42 @@ def test_images_encoded_once_by_id_or_content(server: FakeOpenAI, monkeypatch: p
     model.clean()
 
 
+def test_windows_keep_order_bound_memory_and_count_repeats(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """Requests go out in windows (here 4): answers stay in request order, encoded images are dropped
+    after each window, and an identical request repeated in a later window is still a new request."""
+    from types import SimpleNamespace
+
+    from uc_tasks.lmms.docs import IMAGE_ID_KEY
+    from uc_tasks.models.api import OpenAIVLM
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    model = OpenAIVLM(model="fake-vlm", base_url=server.url, cache_dir=str(tmp_path), window=4)
+    images = []
+    for i, colour in enumerate(("red", "green", "blue")):
+        im = Image.new("RGB", (8, 8), colour)
+        im.info[IMAGE_ID_KEY] = f"row#{i}"
+        images.append(im)
+    docs = [{"image": images[i % 3]} for i in range(10)]
+    model.task_dict = {"t": {"test": docs}}
+    prompts = [f"prompt {i}" for i in range(10)]
+    docs.append({"image": images[0]})
+    prompts.append(prompts[0])  # doc 10 repeats doc 0's request exactly, in the third window
+    requests = [SimpleNamespace(args=(p, {"max_new_tokens": 8}, lambda d: [d["image"]], i, "t", "test"))
+                for i, p in enumerate(prompts)]
+    before = len(server.requests)
+    answers = model.generate_until(requests)
+    sent = server.requests[before:]
+    assert len(sent) == 11  # the repeat is sampled again, not read from the cache of the first
+    by_prompt = {}
+    for r in sent:
+        by_prompt.setdefault(r["texts"][0], set()).add(model_answer(r["texts"], r["images"]))
+    assert all(by_prompt[p] == {a} for a, p in zip(answers, prompts, strict=True))  # each answer is its own
+    assert len(model._encoded) <= 3 and not model.client._digests
+    assert model.images_encoded <= 3 * 3  # at most each image once per window
+    model.clean()
+
+
 # -- in-process: the client ------------------------------------------------------------------------
 
 def test_retry_after_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:

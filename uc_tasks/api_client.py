@@ -208,11 +208,16 @@ class ChatClient:
         return text.replace(self._key, REDACTED) if self._key in text else text
 
     # -- public API --------------------------------------------------------------------------
-    def complete(self, payloads: Sequence[dict[str, Any]]) -> list[ChatResult]:
-        """Send every payload not yet cached, concurrently; results in payload order."""
+    def complete(self, payloads: Sequence[dict[str, Any]], seen: Counter | None = None) -> list[ChatResult]:
+        """Send every payload not yet cached, concurrently; results in payload order. Pass the same
+        ``seen`` to calls that are windows of one run, so that repeats are counted across them."""
         if self._loop is None:
             self._loop = _Loop()
-        return self._loop.run(self.acomplete(payloads))
+        return self._loop.run(self.acomplete(payloads, seen))
+
+    def forget_images(self) -> None:
+        """Drop the image digests kept for cache keys (they hold the encoded images)."""
+        self._digests.clear()
 
     def check_reachable(self) -> None:
         """One quick request to ``{base_url}/models``: raises ApiError if the endpoint cannot be reached
@@ -221,9 +226,9 @@ class ChatClient:
             self._loop = _Loop()
         self._loop.run(self._check())
 
-    def keys(self, payloads: Sequence[dict[str, Any]]) -> list[str]:
+    def keys(self, payloads: Sequence[dict[str, Any]], seen: Counter | None = None) -> list[str]:
         """Cache keys; the n-th repeat of an identical payload gets its own key (repeated sampling)."""
-        seen: Counter = Counter()
+        seen = Counter() if seen is None else seen
         out = []
         for p in payloads:
             k = request_key(self.host, p, self._digests)
@@ -231,8 +236,8 @@ class ChatClient:
             out.append(k if seen[k] == 1 else hashlib.sha256(f"{k}#{seen[k]}".encode()).hexdigest())
         return out
 
-    async def acomplete(self, payloads: Sequence[dict[str, Any]]) -> list[ChatResult]:
-        keys = self.keys(payloads)
+    async def acomplete(self, payloads: Sequence[dict[str, Any]], seen: Counter | None = None) -> list[ChatResult]:
+        keys = self.keys(payloads, seen)
         results: list[ChatResult | None] = [None] * len(payloads)
         todo = []
         self.stats.requests += len(payloads)

@@ -3,7 +3,9 @@
     export OPENAI_API_KEY=...   # the key only ever comes from the environment
     lmms-eval --model uc_openai --model_args model=gpt-4o,base_url=https://api.openai.com/v1 ...
 
-All requests of a run go out concurrently (``num_concurrent``); every finished request is written to
+All requests of a run go out concurrently (``num_concurrent``), in windows of ``window`` requests
+(default 16 x ``num_concurrent``) so that encoded full-size images never pile up in memory; the next
+window is encoded while the current one is in flight. Every finished request is written to
 a resume cache at once, so a rerun after a crash sends only what is missing. Each distinct image is
 encoded once per run, however many prompts ask about it. A request without an answer (blocked by
 the provider, or failed after every retry) becomes ``uc_tasks.answers.failed_answer``, never an
@@ -18,6 +20,7 @@ import io
 import json
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lmms_eval.api.model import lmms
@@ -51,6 +54,7 @@ class OpenAIVLM(lmms):
         cache_dir: str | bool = DEFAULT_CACHE_DIR,
         image_format: str = "png",
         image_quality: int = 90,
+        window: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -60,7 +64,8 @@ class OpenAIVLM(lmms):
         unknown = sorted(set(kwargs) - set(_CLI_EXTRAS))
         if unknown:
             raise fail(f"uc_openai: unknown model_args {', '.join(unknown)}; known: model, base_url, api_key_env, "
-                       "num_concurrent, max_retries, timeout, retry_backoff, cache_dir, image_format, image_quality")
+                       "num_concurrent, max_retries, timeout, retry_backoff, cache_dir, image_format, image_quality, "
+                       "window")
         if model is None or str(model).strip() == "":
             raise fail("uc_openai: name the model, e.g. --model_args model=gpt-4o,base_url=https://...")
         fmt = str(image_format).lower()
@@ -73,6 +78,12 @@ class OpenAIVLM(lmms):
                            retry_backoff=retry_backoff)
         except ValueError as e:
             raise fail(f"uc_openai: {e}") from None
+        try:
+            self.window = int(window) if window is not None else 16 * int(num_concurrent)
+        except ValueError:
+            self.window = 0
+        if self.window < 1:
+            raise fail(f"uc_openai: window must be a positive number of requests, got {window!r}")
         self.model = str(model)
         self.image_format, self.image_quality = IMAGE_FORMATS[fmt], image_quality
         no_cache = cache_dir is False or str(cache_dir).strip().lower() in _NO_CACHE
@@ -153,18 +164,33 @@ class OpenAIVLM(lmms):
                 body["top_p"] = float(gen_kwargs["top_p"])
         return body
 
-    def generate_until(self, requests: list[Any]) -> list[str]:
-        """All requests at once, concurrently; answers (or failure markers) in request order."""
+    def _payloads(self, requests: Sequence[Any]) -> list[dict[str, Any]]:
         payloads = []
         for request in requests:
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             payloads.append(self.payload(context, dict(gen_kwargs or {}), self._visuals(doc_to_visual, doc_id,
                                                                                           task, split)))
-        try:
-            results = self.client.complete(payloads)
-        except (ApiError, OSError) as e:
-            raise fail(f"uc_openai: {e}") from None
-        answers = [self._answer(r) for r in results]
+        return payloads
+
+    def generate_until(self, requests: list[Any]) -> list[str]:
+        """All requests concurrently, in windows of ``window`` requests; answers (or failure markers)
+        in request order. Encoded images live for one window only, so memory stays bounded on full-size
+        images, and the next window is encoded while the current one is in flight."""
+        windows = [requests[i : i + self.window] for i in range(0, len(requests), self.window)]
+        answers: list[str] = []
+        seen: Counter = Counter()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uc-api-encode") as pool:
+            upcoming = pool.submit(self._payloads, windows[0]) if windows else None
+            for k in range(len(windows)):
+                payloads = upcoming.result()
+                self._encoded.clear()  # the next window encodes its own images
+                upcoming = pool.submit(self._payloads, windows[k + 1]) if k + 1 < len(windows) else None
+                try:
+                    results = self.client.complete(payloads, seen)
+                except (ApiError, OSError) as e:
+                    raise fail(f"uc_openai: {e}") from None
+                answers += [self._answer(r) for r in results]
+                self.client.forget_images()
         logger.info(f"uc_openai summary {json.dumps(self.counters(), sort_keys=True)}")
         return answers
 
