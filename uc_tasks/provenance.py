@@ -11,10 +11,16 @@ from typing import Any
 
 from uc_tasks.prompts import prompt_version
 
-_PACKAGES = ("unsafeconcepts", "lmms_eval", "transformers", "torch", "datasets", "peft", "openai", "pillow")
+_PACKAGES = ("unsafeconcepts", "lmms_eval", "transformers", "torch", "datasets", "peft", "openai", "pillow",
+             "accelerate", "aiohttp", "numpy")
 
 
 def package_versions() -> dict[str, str | None]:
+    return dict(_package_versions())
+
+
+@lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str | None]:  # metadata lookups are slow; versions do not change
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
