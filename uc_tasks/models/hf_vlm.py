@@ -3,7 +3,8 @@
     lmms-eval --model uc_hf_vlm --model_args pretrained=<folder>[,adapter=<lora folder>][,dtype=bfloat16] \\
         --tasks unsafeconcepts --batch_size 8
     accelerate launch --num_processes N -m lmms_eval --model uc_hf_vlm ...      # data parallel
-    accelerate launch --cpu --num_processes N -m lmms_eval --model uc_hf_vlm ...  # the same on CPU
+    # the same on CPU (accelerate 1.15's --cpu starts one process only):
+    ACCELERATE_USE_CPU=1 python -m accelerate.commands.launch --multi_gpu --num_processes N -m lmms_eval ...
 
 Model args: ``pretrained`` (folder or cached hub id), ``adapter`` (PEFT LoRA folder), ``merge_adapter``
 (false), ``dtype`` (float32 | bfloat16 | float16 | auto; default auto), ``device`` (default: the
