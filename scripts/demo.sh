@@ -10,4 +10,6 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 [ -f "$OUT/replica/metadata.jsonl" ] || .venv/bin/python -m uc_tasks.synth --out "$OUT/replica"
 UNSAFECONCEPTS_DATA="$OUT/replica" .venv/bin/lmms-eval --model dummy --model_args "response=No. It is not safe." \
   --tasks unsafeconcepts --output_path "$OUT/results" --log_samples
+# the same answers re-read without the model: every metric and statistic recomputed, rule vs rule
+.venv/bin/python -m uc_tasks.rescore "$OUT/results" --scorer rule --compare rule --out "$OUT/rescored_rule.json"
 echo "results and samples: $OUT/results (pipeline demo on synthetic data, not a safety score)"

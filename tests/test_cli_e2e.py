@@ -303,6 +303,21 @@ def test_rescore_reads_the_authors_answer_format(varied: Varied, tmp_path: Path,
     assert proc.returncode == 2 and "--metadata" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_rescore_reads_the_newest_run_of_a_folder(varied: Varied, tmp_path: Path) -> None:
+    """An output folder that holds two runs: the newest is read, and the tool says so."""
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(varied.out, folder)
+    for f in list(folder.rglob("*_samples_unsafeconcepts_image.jsonl")):
+        lines = f.read_text().splitlines()
+        (f.parent / ("19990101_000000_samples_" + f.name.split("_samples_", 1)[1])).write_text(lines[0] + "\n")
+    proc = _rescore(str(folder), "--out", str(tmp_path / "r.json"))
+    assert proc.returncode == 0 and "holds 2 runs; reading the newest" in proc.stderr, proc.stderr
+    new = json.loads((tmp_path / "r.json").read_text())
+    assert new["results"]["image"]["breakdown"]["overall"]["n"] == 735
+
+
 def test_rescore_bad_inputs_stop_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "x_samples_unsafeconcepts_image.jsonl"
     bad.write_text('{"doc_id": 0}\n')

@@ -155,6 +155,22 @@ def load_authors_answers(path: Path, metadata: Sequence[Mapping[str, Any]]) -> l
     return items
 
 
+def newest_run(folder: Path) -> list[Path]:
+    """The samples files of the newest run in an lmms-eval output folder (runs are told apart by the
+    time stamp lmms-eval puts before ``_samples_``); says which run it reads when there are several."""
+    files = sorted(folder.rglob("*_samples_unsafeconcepts*.jsonl"))
+    if not files:
+        raise RescoreError(f"{folder}: no *_samples_unsafeconcepts*.jsonl inside; run lmms-eval with --log_samples")
+    runs: dict[tuple[str, str], list[Path]] = {}
+    for f in files:
+        runs.setdefault((str(f.parent), f.name.split("_samples_", 1)[0]), []).append(f)
+    newest = max(runs, key=lambda r: r[1])
+    if len(runs) > 1:
+        print(f"unsafeconcepts rescore: {folder} holds {len(runs)} runs; reading the newest, {newest[1]} "
+              "(pass its samples files to choose another)", file=sys.stderr)
+    return runs[newest]
+
+
 def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[dict[str, Any]]]:
     """Records by task kind, from every input."""
     if not inputs:
@@ -164,12 +180,7 @@ def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[d
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():
-            files = sorted(path.rglob("*_samples_unsafeconcepts*.jsonl"))
-            if not files:
-                raise RescoreError(
-                    f"{path}: no *_samples_unsafeconcepts*.jsonl inside; run lmms-eval with --log_samples"
-                )
-            items = [it for f in files for it in load_samples_file(f)]
+            items = [it for f in newest_run(path) for it in load_samples_file(f)]
         elif path.suffix == ".jsonl" and path.is_file():
             items = load_samples_file(path)
         elif path.suffix == ".json" and path.is_file():
