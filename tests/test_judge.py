@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Run, clean_env, run_tasks, write_replay_log
+from conftest import clean_env, run_tasks, write_replay_log
 from openai_server import FakeOpenAI, Fault, judge_label
 
 from uc_tasks.answers import ERROR, failed_answer
@@ -25,11 +25,6 @@ OPTIONS = {"A": "Swastika", "B": "Knife attacks", "C": "Nudity in public", "D": 
 def answer_of(sample: dict) -> str:
     resp = sample["filtered_resps"]
     return resp[0] if isinstance(resp, list) else resp
-
-
-def run_cli(tasks: str, model_args: str, out: Path, env: dict[str, str]) -> Run:
-    """The real ``lmms-eval`` command with replayed answers (``from_log``)."""
-    return run_tasks(tasks, "from_log", model_args, out, env)
 
 
 def judge_env(monkeypatch: pytest.MonkeyPatch, url: str, cache: Path) -> None:
@@ -57,7 +52,8 @@ def test_judge_reads_every_answer_through_the_cli(tmp_path: Path, small_replica:
                         UNSAFECONCEPTS_JUDGE_BASE_URL=server.url, UNSAFECONCEPTS_JUDGE_CACHE=str(cache),
                         **JUDGE_ENV)
         env.pop("OPENAI_API_KEY", None)
-        run = run_cli("unsafeconcepts_image,unsafeconcepts_perception", f"logs={logs}", tmp_path / "out", env)
+        run = run_tasks("unsafeconcepts_image,unsafeconcepts_perception", "from_log", f"logs={logs}",
+                        tmp_path / "out", env)
         judged = [r["texts"][0] for r in server.requests]
 
         # a second run (a fresh scorer on the same cache) makes no call at all and reads the same

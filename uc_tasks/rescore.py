@@ -31,7 +31,7 @@ from uc_tasks.provenance import provenance
 from uc_tasks.scoring import Scorer, get_scorer
 from uc_tasks.scoring.base import ALIGNMENT_LABELS, PERCEPTION_LABELS
 from uc_tasks.scoring.parse_perception import parse_options
-from uc_tasks.summary import group_summary, task_summary
+from uc_tasks.summary import context_summary, group_summary, task_summary
 from uc_tasks.taxonomy import load_taxonomy
 
 PERCEPTION = "perception"
@@ -252,11 +252,7 @@ def summarize_run(scored: Mapping[str, list[dict[str, Any]]], seed: int) -> dict
     by_kind = {k: v["breakdown"] for k, v in tasks.items()}
     if "image" in by_kind and ("text" in by_kind or "text_only" in by_kind):
         out["group"] = group_summary(by_kind, seed=seed)
-    contexts = {}
-    for form, suffix in (("image", ""), ("text", "_text")):
-        safe, unsafe = by_kind.get(f"context_safe{suffix}"), by_kind.get(f"context_unsafe{suffix}")
-        if safe and unsafe:
-            contexts[form] = metrics.context_sensitivity(safe, unsafe)
+    contexts = context_summary(by_kind)
     if contexts:
         out["context_sensitivity"] = contexts
     return out

@@ -7,6 +7,8 @@
   per-image record of outcomes that the group needs for the perception x alignment table.
 - ``group_summary(by_task)``: the modality gap (text minus image) overall and per category with a
   CI, the per-concept paired tests and ranking, and perception x alignment.
+- ``context_summary(by_task)``: the context sensitivity of each form (image, text) whose safe- and
+  unsafe-context tasks are both present.
 """
 
 from __future__ import annotations
@@ -64,6 +66,17 @@ def _rows(task: str, per_image: Mapping[str, list[str]]) -> list[dict[str, Any]]
         for rid, (concept, codes) in per_image.items()
         for code in codes
     ]
+
+
+def context_summary(by_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Context sensitivity per form, overall and per category with concept-bootstrap CIs; empty when no
+    form has both its safe- and unsafe-context task."""
+    out: dict[str, Any] = {}
+    for form, suffix in (("image", ""), ("text", "_text")):
+        safe, unsafe = by_task.get(f"context_safe{suffix}"), by_task.get(f"context_unsafe{suffix}")
+        if safe and unsafe:
+            out[form] = metrics.context_sensitivity(safe, unsafe)
+    return out
 
 
 def group_summary(by_task: Mapping[str, Mapping[str, Any]], seed: int) -> dict[str, Any]:

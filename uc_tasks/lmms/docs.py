@@ -81,10 +81,9 @@ def _start(kind: str):
     if keep is not None:  # the split is drawn over every source row, as the authors drew it
         wanted = set(keep)
         ds = ds.select([i for i, row_id in enumerate(ds["row_id"]) if row_id in wanted])
-    s = scorer()
-    RUN_STATE[kind] = {
+    scorer()  # an unknown or unusable scorer stops the run before any model is loaded
+    RUN_STATE[kind] = {  # the scorer's settings are recorded after reading (results.agg_breakdown)
         "data": report.to_dict(),
-        "scorer": s.settings(),
         "split": {"name": split, "seed": SPLIT_SEED, "n_rows": len(ds)},
     }
     if report.skipped:

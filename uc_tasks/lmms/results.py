@@ -22,7 +22,7 @@ from uc_tasks.options import seed_from_env
 from uc_tasks.provenance import provenance
 from uc_tasks.scoring.base import UNSAFE, Reading
 from uc_tasks.scoring.parse_perception import parse_options
-from uc_tasks.summary import group_summary, task_summary
+from uc_tasks.summary import context_summary, group_summary, task_summary
 
 
 class Detail(dict):
@@ -194,12 +194,7 @@ def group_context_sensitivity(
 def group_context_breakdown(breakdowns: list[dict[str, Any]], sizes: list[int], weight_by_size: bool = False) -> Detail:
     """Group ``breakdown``: context sensitivity per form, overall and per category, with concept-bootstrap CIs."""
     by_task = _by_task(breakdowns)
-    out: dict[str, Any] = {}
-    for form, suffix in (("image", ""), ("text", "_text")):
-        safe, unsafe = by_task.get(f"context_safe{suffix}"), by_task.get(f"context_unsafe{suffix}")
-        if safe is None or unsafe is None:
-            continue
-        out[form] = metrics.context_sensitivity(safe, unsafe)
+    out = context_summary(by_task)
     if not out:
         raise ValueError(f"context sensitivity needs safe- and unsafe-context tasks; got {sorted(by_task)}")
     return Detail({"context_sensitivity": out})
