@@ -36,6 +36,15 @@ def failed_answer(kind: str, detail: str) -> str:
     return f"{_PREFIX}{kind}] {one_line}"
 
 
+def failure_fields(answer: object) -> dict[str, object] | None:
+    """The fields of a scored sample for a request without an answer (no label, never a hit), or None
+    when ``answer`` is a real answer."""
+    failure = parse_failure(answer)
+    if failure is None:
+        return None
+    return {"label": None, "hit": False, "failed": failure.kind, "reason": failure.detail}
+
+
 def parse_failure(answer: object) -> Failure | None:
     """The failure recorded in ``answer``, or None when it is a real answer."""
     if not isinstance(answer, str) or not answer.startswith(_PREFIX):

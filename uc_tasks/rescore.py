@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from uc_tasks import metrics
-from uc_tasks.answers import parse_failure
+from uc_tasks.answers import failure_fields
 from uc_tasks.config import help_field, parse_config
 from uc_tasks.prompts import prompt_version, render
 from uc_tasks.provenance import provenance
@@ -203,9 +203,9 @@ def read_all(scorer: Scorer, by_kind: Mapping[str, list[dict[str, Any]]]) -> dic
         fresh = [dict(it) for it in items]
         pending = []
         for it in fresh:
-            failure = parse_failure(it["answer"])
-            if failure:
-                it.update(label=None, hit=False, failed=failure.kind, reason=failure.detail)
+            failed = failure_fields(it["answer"])
+            if failed:
+                it.update(failed)
             else:
                 pending.append(it)
         answers = [it["answer"] for it in pending]

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from uc_tasks import metrics
-from uc_tasks.answers import parse_failure
+from uc_tasks.answers import failure_fields
 from uc_tasks.data import DataError
 from uc_tasks.lmms.docs import RUN_STATE, fail, scorer
 from uc_tasks.options import seed_from_env
@@ -60,9 +60,9 @@ def _per_sample(item: dict[str, Any], group_metric: str | None) -> dict[str, Any
 
 def _read(answer: str, read: Callable[[str], Reading]) -> dict[str, Any]:
     """The scorer's reading of an answer, or the recorded failure when the request got no answer."""
-    failure = parse_failure(answer)
-    if failure:
-        return {"label": None, "failed": failure.kind, "reason": failure.detail}
+    failed = failure_fields(answer)
+    if failed:
+        return failed
     try:
         reading = read(answer)
     except (ValueError, RuntimeError) as e:  # a model scorer that cannot run stops the run
