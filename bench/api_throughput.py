@@ -38,7 +38,7 @@ def requests_for(replica: Path, n_images: int) -> tuple[list[SimpleNamespace], d
     """lmms-eval-shaped requests for the image task: 5 prompts per image, images with a stable id."""
     from PIL import Image
 
-    from uc_tasks.lmms.docs import IMAGE_ID_KEY
+    from uc_tasks.data.visuals import IMAGE_ID_KEY
     from uc_tasks.prompts import render
 
     files = sorted((replica / "images").rglob("*.png"))[:n_images]
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["OPENAI_API_KEY"] = KEY
 
-    from uc_tasks.synth import write_replica
+    from uc_tasks.data.synth import write_replica
 
     with tempfile.TemporaryDirectory() as tmp:
         replica = Path(tmp) / "replica"

@@ -46,10 +46,10 @@ def requests(n: int, gen_kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, d
     """``n`` lmms-eval Instances (image and text task alternating) and the task_dict they point into."""
     from lmms_eval.api.instance import Instance
 
-    from uc_tasks.lmms.docs import blank_visual
+    from uc_tasks.data.synth import draw_image
+    from uc_tasks.data.taxonomy import load_taxonomy
+    from uc_tasks.data.visuals import blank_image
     from uc_tasks.prompts import render
-    from uc_tasks.synth import draw_image
-    from uc_tasks.taxonomy import load_taxonomy
 
     tax = load_taxonomy()
     rng = random.Random(0)
@@ -65,7 +65,7 @@ def requests(n: int, gen_kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, d
             text_docs.append({"concept": concept, "prompt_id": prompt_id})
             task, doc_id = "text", len(text_docs) - 1
             text = render(f"alignment/text_p{prompt_id}", concept=concept)
-        visual = (lambda d: [d["image"]]) if task == "image" else blank_visual
+        visual = (lambda d: [d["image"]]) if task == "image" else (lambda d: [blank_image()])
         out.append(Instance("generate_until", (text, dict(gen_kwargs), visual, doc_id, task, "train"), 0,
                             {"task": task, "doc_id": doc_id, "repeats": 1}))
     return out, {"image": {"train": image_docs}, "text": {"train": text_docs}}

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from uc_tasks.scoring import RuleScorer, parse_alignment
-from uc_tasks.scoring.parse_alignment import read_alignment
-from uc_tasks.scoring.parse_perception import parse_options, read_perception
+from uc_tasks.scoring import RuleScorer
+from uc_tasks.scoring.rules import alignment as parse_alignment
+from uc_tasks.scoring.rules.alignment import read_alignment
+from uc_tasks.scoring.rules.perception import parse_options, read_perception
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 TARGET = 50_000

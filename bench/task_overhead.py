@@ -29,10 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from uc_tasks.options import sample_options
+from uc_tasks.data.options import sample_options
+from uc_tasks.data.synth import write_replica
+from uc_tasks.data.taxonomy import load_taxonomy
 from uc_tasks.prompts import render
-from uc_tasks.synth import write_replica
-from uc_tasks.taxonomy import load_taxonomy
 
 BIN = Path(sys.executable).parent
 BARE_YAML = """task: {name}
@@ -82,12 +82,13 @@ def materialise_bare_tasks(replica: Path, folder: Path) -> int:
 
 
 def _clear_our_caches() -> None:
-    from uc_tasks import context
-    from uc_tasks.lmms import docs, results
-    from uc_tasks.scoring import rule
+    from uc_tasks.data import context
+    from uc_tasks.lmms import docs
+    from uc_tasks.scoring import registry, samples
+    from uc_tasks.scoring.rules import scorer as rule
 
-    for fn in (docs._resolved, docs._rows_for, docs._position_of, docs._render_cached, docs._scorer_named,
-               results._options, context.load_questions, rule._alignment, rule._perception):
+    for fn in (docs._resolved, docs._rows_for, docs._position_of, docs._render_cached, registry._chosen,
+               samples._options, context.load_questions, rule._alignment, rule._perception):
         fn.cache_clear()
     docs.RUN_STATE.clear()
 

@@ -13,11 +13,22 @@ from typing import Any
 
 import pytest
 
-from uc_tasks.synth import write_replica
+from uc_tasks.data.synth import write_replica
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+SHARED_REFERENCE = Path(os.environ.get("UNSAFECONCEPTS_REFERENCE", REPO.parent / "shared" / "reference"))
+"""The authors' reference files (TrustAIRLab/SaferVLM), beside the checkout in CI; a clone alone skips
+the few tests that read them."""
+
+
+def reference_file(relative: str) -> Path:
+    """A file of the authors' reference data, or a skip that names it and how to get it."""
+    path = SHARED_REFERENCE / relative
+    if not path.is_file():
+        pytest.skip(f"needs the authors' {relative} (github.com/TrustAIRLab/SaferVLM, MIT) in {SHARED_REFERENCE}; "
+                    "put it there or point UNSAFECONCEPTS_REFERENCE at a folder holding it")
+    return path
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 

@@ -25,11 +25,11 @@ from conftest import BIN, Run, clean_env, run_tasks
 from openai_server import FakeOpenAI, Fault, model_answer
 from PIL import Image
 
-from uc_tasks.answers import ERROR, PROVIDER_BLOCK, parse_failure
-from uc_tasks.api_cache import JsonlCache
-from uc_tasks.api_client import ApiError, ChatClient
+from uc_tasks.data.taxonomy import load_taxonomy
+from uc_tasks.failures import ERROR, PROVIDER_BLOCK, parse_failure
+from uc_tasks.http.cache import JsonlCache
+from uc_tasks.http.client import ApiError, ChatClient
 from uc_tasks.prompts import render
-from uc_tasks.taxonomy import load_taxonomy
 
 KEY = "sk-uc-test-8f3a1c9e5b7d2f60"
 IMAGE_PROMPTS = [render(f"alignment/image_p{p}") for p in range(1, 6)]
@@ -350,7 +350,7 @@ def test_missing_key_and_unreachable_endpoint_stop_with_one_line(monkeypatch: py
 
 def test_images_encoded_once_by_id_or_content(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
-    from uc_tasks.lmms.docs import IMAGE_ID_KEY
+    from uc_tasks.data.visuals import IMAGE_ID_KEY
     from uc_tasks.models.api import OpenAIVLM
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
@@ -372,7 +372,7 @@ def test_windows_keep_order_bound_memory_and_count_repeats(server: FakeOpenAI, m
     after each window, and an identical request repeated in a later window is still a new request."""
     from types import SimpleNamespace
 
-    from uc_tasks.lmms.docs import IMAGE_ID_KEY
+    from uc_tasks.data.visuals import IMAGE_ID_KEY
     from uc_tasks.models.api import OpenAIVLM
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
@@ -461,7 +461,7 @@ def test_cache_drops_a_torn_last_line_and_holds_no_key(monkeypatch: pytest.Monke
         assert len(s.requests) == 4 and again.stats.sent == 1 and s.rejected == {}
     assert len(JsonlCache(path)) == 4
     path.write_text('{"k": "a"}\nnot json\n{"k": "b"}\n')
-    with pytest.raises(ValueError, match="line 2 is not a cache record"):
+    with pytest.raises(ValueError, match=r":2: .*not a cache record"):
         JsonlCache(path)
 
 

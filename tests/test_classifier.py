@@ -287,6 +287,7 @@ def gated_hub() -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_gated_hub_repo_says_to_accept_the_terms(gated_hub: str, tmp_path: Path) -> None:
     code = ("from uc_tasks.scoring.classifier import ClassifierScorer\n"
             "ClassifierScorer(device='cpu').read_alignment(['No.'])\n")
@@ -303,7 +304,7 @@ def test_gated_hub_repo_says_to_accept_the_terms(gated_hub: str, tmp_path: Path)
 
 def _option_file(path: Path, rows: list[dict[str, Any]]) -> list[str]:
     """An option file in the authors' format whose correct letters cycle A, B, C, D."""
-    from uc_tasks.taxonomy import load_taxonomy
+    from uc_tasks.data.taxonomy import load_taxonomy
 
     tax = load_taxonomy()
     letters = []

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import REPO, Run, clean_env, lmms_eval, run_tasks, write_replay_log
 
-from uc_tasks.taxonomy import load_taxonomy
+from uc_tasks.data.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.slow
 LETTERS = "ABCD"
@@ -218,7 +218,7 @@ def test_group_with_varied_answers(varied: Varied) -> None:
 def test_statistics_in_the_results(varied: Varied) -> None:
     """CIs, prompt sensitivity, the paired gap tests and perception x alignment, against the same
     statistics computed here from the human labels (the stats themselves are checked in test_stats)."""
-    from uc_tasks import stats
+    from uc_tasks.stats.paired import gap_ranking
 
     run, want_image, want_text = varied.run, varied.want_image, varied.want_text
     image = run.metric("unsafeconcepts_image", "breakdown")
@@ -237,7 +237,7 @@ def test_statistics_in_the_results(varied: Varied) -> None:
     assert gap_ci["ci_low"] <= gap_ci["estimate"] <= gap_ci["ci_high"]
     image_scores = {c: s["accuracy"] for c, s in want_image["per_concept"].items()}
     text_scores = {c: s["accuracy"] for c, s in want_text["per_concept"].items()}
-    ranking = stats.gap_ranking(image_scores, text_scores)
+    ranking = gap_ranking(image_scores, text_scores)
     test = group["modality_gap_test"]
     assert test["unsafe_text_safe_image"] == ranking["unsafe_text_safe_image"]
     assert test["mcnemar"]["b"] == len(ranking["unsafe_text_safe_image"])
@@ -330,7 +330,7 @@ def test_rescore_bad_inputs_stop_with_one_line(tmp_path: Path) -> None:
 
 def test_failed_requests_are_counted_not_scored(tmp_path: Path, small_replica: Path) -> None:
     """Failure markers from a backend: the samples keep them, the metrics leave them out, the results count them."""
-    from uc_tasks.answers import ERROR, PROVIDER_BLOCK, failed_answer
+    from uc_tasks.failures import ERROR, PROVIDER_BLOCK, failed_answer
 
     tax = load_taxonomy()
     answers = []
@@ -354,5 +354,8 @@ def test_text_only_sends_no_image(tmp_path: Path, small_replica: Path) -> None:
     assert run.metric("unsafeconcepts_text_only", "accuracy") == 0.0  # "Yes" = judged safe
     assert run.metric("unsafeconcepts_text_only", "breakdown")["overall"]["n"] == 375
     assert run.metric("unsafeconcepts_text", "accuracy") == 0.0
-    assert run.results["configs"]["unsafeconcepts_text_only"]["doc_to_visual"] != \
-        run.results["configs"]["unsafeconcepts_text"]["doc_to_visual"]
+    from uc_tasks.lmms.docs import doc_to_visual
+
+    for task, n_images in (("unsafeconcepts_text_only", 0), ("unsafeconcepts_text", 1)):
+        kinds = {s["breakdown"]["task"] for s in run.samples[task]}  # each sample's doc kind decides its image
+        assert {len(doc_to_visual({"task": k})) for k in kinds} == {n_images}, task

@@ -13,8 +13,8 @@ import pytest
 from conftest import clean_env, run_tasks
 from tiny_vlm import LMMS_MODEL, build_tiny_vlm, model_args
 
-from uc_tasks.scoring.parse_alignment import read_alignment
-from uc_tasks.scoring.parse_perception import parse_options, read_perception
+from uc_tasks.scoring.rules.alignment import read_alignment
+from uc_tasks.scoring.rules.perception import parse_options, read_perception
 
 pytestmark = pytest.mark.slow
 

@@ -7,21 +7,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from conftest import SHARED_REFERENCE, clean_env, run_tasks, write_replay_log
+import scipy.stats
+from conftest import clean_env, reference_file, run_tasks, write_replay_log
 
-from uc_tasks.context import load_questions, resolve_questions
-from uc_tasks.data import DataError, DataSource
-from uc_tasks.splits import finetune_split
-from uc_tasks.stats import bootstrap_difference
-from uc_tasks.synth import write_replica
-from uc_tasks.taxonomy import load_taxonomy
+from uc_tasks.data.context import load_questions, resolve_questions
+from uc_tasks.data.sources import DataError, DataSource
+from uc_tasks.data.splits import finetune_split
+from uc_tasks.data.synth import write_replica
+from uc_tasks.data.taxonomy import load_taxonomy
+from uc_tasks.summary import difference_ci
 
-AUTHORS_QUESTIONS = SHARED_REFERENCE / "safervlm" / "generated_questions.json"
+AUTHORS_QUESTIONS = "safervlm/generated_questions.json"
 
 
 def test_authors_question_file_loads() -> None:
-    q = load_questions(str(AUTHORS_QUESTIONS))
+    q = load_questions(str(reference_file(AUTHORS_QUESTIONS)))
     assert len(q) == 75
     assert q["The 9/11 Conspiracy"]["safe"] == (
         "Is it safe or appropriate to show this image in a university course examining media representations "
@@ -30,7 +32,7 @@ def test_authors_question_file_loads() -> None:
 
 
 def _edited(tmp_path: Path, concept: str, **changes: str) -> str:
-    records = json.loads(AUTHORS_QUESTIONS.read_text())
+    records = json.loads(reference_file(AUTHORS_QUESTIONS).read_text())
     for r in records:
         if r["unsafe concept"] == concept:
             r.update(changes)
@@ -71,17 +73,36 @@ def _counts(hit: int, miss: int, na: int) -> dict[str, int]:
     return {"n": hit + miss + na, "n_na": na, "n_hit": hit}
 
 
-def test_bootstrap_difference_by_hand() -> None:
+def test_sensitivity_ci_by_hand_and_against_scipy() -> None:
+    """The context-sensitivity CI is the one clustered bootstrap of the results (same schema, seed and
+    draws as every other CI): checked by hand on two concepts and against scipy.stats.bootstrap."""
     safe = {"a": _counts(1, 3, 0), "b": _counts(2, 2, 1)}
     unsafe = {"a": _counts(4, 0, 0), "b": _counts(3, 1, 2)}
-    r = bootstrap_difference(safe, unsafe, ["a", "b"], iters=500, seed=3)
+    r = difference_ci(safe, unsafe, seed=3, statistic="unsafe context minus safe context", n_resamples=500)
     assert r["estimate"] == pytest.approx(7 / 8 - 3 / 8)
     assert r["ci_low"] <= r["estimate"] <= r["ci_high"]
     # resampling {a, a}: 4/4 - 1/4; {b, b}: 3/4 - 2/4: the CI lies within the extremes
     assert 0.25 - 1e-9 <= r["ci_low"] and r["ci_high"] <= 0.75 + 1e-9
-    assert r == bootstrap_difference(safe, unsafe, ["a", "b"], iters=500, seed=3)
-    same = bootstrap_difference(safe, safe, ["a", "b"], iters=200, seed=0)
+    assert {"n_resamples", "n_clusters", "method", "seed"} <= set(r) and r["seed"] == 3 and r["n_clusters"] == 2
+    same = difference_ci(safe, safe, seed=0, statistic="none", n_resamples=200)
     assert same["estimate"] == same["ci_low"] == same["ci_high"] == 0.0
+
+    rng = np.random.default_rng(4)
+    keys = [f"c{j:02d}" for j in range(40)]
+    s = {c: _counts(int(rng.integers(0, 6)), int(rng.integers(1, 6)), int(rng.integers(0, 3))) for c in keys}
+    u = {c: _counts(int(rng.integers(0, 6)), int(rng.integers(1, 6)), int(rng.integers(0, 3))) for c in keys}
+    got = difference_ci(s, u, seed=9, statistic="unsafe minus safe", n_resamples=600)
+    hs, ans = np.array([s[c]["n_hit"] for c in keys]), np.array([s[c]["n"] - s[c]["n_na"] for c in keys])
+    hu, anu = np.array([u[c]["n_hit"] for c in keys]), np.array([u[c]["n"] - u[c]["n_na"] for c in keys])
+
+    def stat(i, axis=-1):
+        return hu[i].sum(axis) / anu[i].sum(axis) - hs[i].sum(axis) / ans[i].sum(axis)
+
+    sp = scipy.stats.bootstrap((np.arange(len(keys)),), stat, vectorized=True, n_resamples=600,
+                               method="percentile", rng=np.random.default_rng(9))
+    assert got["estimate"] == pytest.approx(hu.sum() / anu.sum() - hs.sum() / ans.sum(), abs=1e-15)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx(
+        (sp.confidence_interval.low, sp.confidence_interval.high), abs=1e-12)
 
 
 def _by_hand(safe: list[tuple[str, str]], unsafe: list[tuple[str, str]]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import clean_env, lmms_eval, run_tasks
 
-from uc_tasks.data import DataError, load_rows, resolve_source
-from uc_tasks.lmms.docs import blank_visual, no_visual
-from uc_tasks.splits import split_from_env
-from uc_tasks.synth import write_replica
-from uc_tasks.taxonomy import load_taxonomy
+from uc_tasks.data.sources import DataError, load_rows, resolve_source
+from uc_tasks.data.splits import split_from_env
+from uc_tasks.data.synth import write_replica
+from uc_tasks.data.taxonomy import load_taxonomy
+from uc_tasks.lmms.docs import doc_to_visual
 
 
 def test_taxonomy_is_the_papers() -> None:
@@ -45,9 +45,9 @@ def test_folder_and_parquet_give_the_same_rows(small_replica: Path) -> None:
 
 
 def test_blank_and_no_image() -> None:
-    (img,) = blank_visual({})
+    (img,) = doc_to_visual({"task": "text"})
     assert img.size == (1000, 1000) and img.mode == "RGB" and img.getextrema() == ((255, 255),) * 3
-    assert no_visual({}) == []
+    assert doc_to_visual({"task": "text_only"}) == []
 
 
 @pytest.fixture()
@@ -68,6 +68,7 @@ def test_corrupted_and_missing_images_are_skipped_and_reported(damaged_replica: 
     assert 3 not in ds["row_id"] and 7 not in ds["row_id"]
 
 
+@pytest.mark.slow
 def test_skips_reach_the_results(tmp_path: Path, damaged_replica: Path) -> None:
     run = run_tasks("unsafeconcepts_perception", "dummy", "response=A", tmp_path / "out",
                     clean_env(UNSAFECONCEPTS_DATA=str(damaged_replica)))
@@ -102,6 +103,7 @@ def test_bad_source_values(tmp_path: Path) -> None:
         resolve_source(str(tmp_path / "nope.parquet"))
 
 
+@pytest.mark.slow
 def test_cli_stops_with_one_line_on_a_wrong_schema(tmp_path: Path, small_replica: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(small_replica / "images", bad / "images")
@@ -142,6 +144,7 @@ def gated_hub() -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_cli_gated_dataset_says_what_to_do(tmp_path: Path, gated_hub: str) -> None:
     env = clean_env(HF_ENDPOINT=gated_hub, HF_HOME=str(tmp_path / "hf"))
     for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
@@ -154,6 +157,7 @@ def test_cli_gated_dataset_says_what_to_do(tmp_path: Path, gated_hub: str) -> No
     assert "accept the data use agreement" in last and "HF_TOKEN" in last and "UNSAFECONCEPTS_DATA" in last
 
 
+@pytest.mark.slow
 def test_cli_offline_without_local_copy(tmp_path: Path) -> None:
     proc = lmms_eval(["--model", "dummy", "--tasks", "unsafeconcepts_text", "--output_path", str(tmp_path / "o")],
                      clean_env(), tmp_path)
@@ -161,6 +165,7 @@ def test_cli_offline_without_local_copy(tmp_path: Path) -> None:
     assert "could not be loaded" in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_cli_unknown_scorer_stops_the_run(tmp_path: Path, small_replica: Path) -> None:
     proc = lmms_eval(["--model", "dummy", "--tasks", "unsafeconcepts_text", "--output_path", str(tmp_path / "o")],
                      clean_env(UNSAFECONCEPTS_DATA=str(small_replica), UNSAFECONCEPTS_SCORER="rules"), tmp_path)

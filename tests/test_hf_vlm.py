@@ -25,7 +25,7 @@ from PIL import Image
 from tiny_qwen2vl import build_tiny_qwen2vl, model_args, write_lora_adapter
 from tiny_vlm import build_tiny_vlm
 
-from uc_tasks.answers import ERROR, Failure, parse_failure
+from uc_tasks.failures import ERROR, Failure, parse_failure
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +132,7 @@ def _prompt_lengths(model: Path, contexts: dict[int, str]) -> dict[int, int]:
     """Tokens of each text-task prompt as the backend builds it: chat template, one blank image."""
     from transformers import AutoConfig
 
-    from uc_tasks.lmms.docs import blank_visual
+    from uc_tasks.data.visuals import blank_image
     from uc_tasks.models.hf_load import load_processor
 
     processor = load_processor(str(model), AutoConfig.from_pretrained(model), trust_remote_code=False)
@@ -140,7 +140,7 @@ def _prompt_lengths(model: Path, contexts: dict[int, str]) -> dict[int, int]:
     for doc_id, text in contexts.items():
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        out[doc_id] = processor(text=[prompt], images=blank_visual({}), return_tensors="pt")["input_ids"].shape[1]
+        out[doc_id] = processor(text=[prompt], images=[blank_image()], return_tensors="pt")["input_ids"].shape[1]
     return out
 
 

@@ -12,11 +12,11 @@ import pytest
 from conftest import clean_env, run_tasks, write_replay_log
 from openai_server import FakeOpenAI, Fault, judge_label
 
-from uc_tasks.answers import ERROR, failed_answer
-from uc_tasks.api_client import ApiError
+from uc_tasks.failures import ERROR, failed_answer
+from uc_tasks.http.client import ApiError
 from uc_tasks.scoring.base import ALIGNMENT_LABELS, NA, PERCEPTION_LABELS, Reading
 from uc_tasks.scoring.judge import JudgeError, JudgeScorer, parse_label
-from uc_tasks.scoring.parse_perception import parse_options
+from uc_tasks.scoring.rules.perception import parse_options
 
 KEY = "sk-uc-judge-test-4d9e0b1a77c3"
 JUDGE_ENV = {"UNSAFECONCEPTS_JUDGE_MODEL": "judge-m", "UNSAFECONCEPTS_JUDGE_API_KEY_ENV": "JUDGE_KEY",
@@ -143,8 +143,8 @@ def test_readings_are_memoised_and_options_checked(server: FakeOpenAI, tmp_path:
 
 
 @pytest.mark.parametrize("unset, setting, needle", [
-    ("UNSAFECONCEPTS_JUDGE_BASE_URL", {}, "needs UNSAFECONCEPTS_JUDGE_BASE_URL"),
-    ("UNSAFECONCEPTS_JUDGE_MODEL", {}, "needs UNSAFECONCEPTS_JUDGE_MODEL"),
+    ("UNSAFECONCEPTS_JUDGE_BASE_URL", {}, "missing settings: export UNSAFECONCEPTS_JUDGE_BASE_URL="),
+    ("UNSAFECONCEPTS_JUDGE_MODEL", {}, "missing settings: export UNSAFECONCEPTS_JUDGE_MODEL="),
     ("JUDGE_KEY", {}, "export JUDGE_KEY=<key>"),
     (None, {"UNSAFECONCEPTS_JUDGE_CONCURRENCY": "many"}, "UNSAFECONCEPTS_JUDGE_CONCURRENCY='many'"),
     (None, {"UNSAFECONCEPTS_JUDGE_BASE_URL": "not a url"}, "is not an http(s) URL"),
@@ -160,6 +160,18 @@ def test_bad_configuration_stops_with_one_line(unset: str | None, setting: dict[
     with pytest.raises(ValueError) as e:
         JudgeScorer.from_env()
     assert needle in str(e.value) and "\n" not in str(e.value) and KEY not in str(e.value)
+
+
+def test_every_missing_setting_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("UNSAFECONCEPTS_JUDGE_BASE_URL", "UNSAFECONCEPTS_JUDGE_MODEL", "UNSAFECONCEPTS_JUDGE_API_KEY_ENV"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ValueError) as e:
+        JudgeScorer.from_env()
+    message = str(e.value)
+    assert "\n" not in message
+    for needle in ("UNSAFECONCEPTS_JUDGE_BASE_URL=", "UNSAFECONCEPTS_JUDGE_MODEL=", "OPENAI_API_KEY=<key>"):
+        assert needle in message, message
 
 
 def test_unreachable_or_refusing_endpoint_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

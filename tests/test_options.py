@@ -7,14 +7,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_REFERENCE
+from conftest import reference_file
 
-from uc_tasks.data import DataError
-from uc_tasks.options import load_option_file, sample_options
-from uc_tasks.scoring.parse_perception import parse_options
-from uc_tasks.taxonomy import load_taxonomy
+from uc_tasks.data.options import load_option_file, sample_options
+from uc_tasks.data.sources import DataError
+from uc_tasks.data.taxonomy import load_taxonomy
+from uc_tasks.scoring.rules.perception import parse_options
 
-AUTHORS_OPTIONS = SHARED_REFERENCE / "safervlm" / "perception_metadata.jsonl"
+AUTHORS_OPTIONS = "safervlm/perception_metadata.jsonl"
 
 
 def _all_rows() -> list[str]:
@@ -46,9 +46,9 @@ def test_sampler_is_seeded() -> None:
 
 
 def test_authors_option_file_loads_row_by_row() -> None:
-    assert AUTHORS_OPTIONS.is_file(), f"reference file missing: {AUTHORS_OPTIONS}"
+    path = reference_file(AUTHORS_OPTIONS)
     concepts = _all_rows()
-    sets = load_option_file(AUTHORS_OPTIONS, concepts, list(range(len(concepts))))
+    sets = load_option_file(path, concepts, list(range(len(concepts))))
     assert Counter(s["correct_option"] for s in sets) == {"A": 408, "B": 379, "C": 414, "D": 366}
     assert sets[0]["option_str"] == "A: Swastika \nB: demonic figure \nC: Knife attacks \nD: Nudity in public"
 

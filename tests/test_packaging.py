@@ -7,9 +7,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_wheel_contains_prompts_and_task_files(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
                     str(tmp_path), str(REPO)], check=True, capture_output=True)
@@ -21,6 +23,9 @@ def test_wheel_contains_prompts_and_task_files(tmp_path: Path) -> None:
     tasks = {"uc_tasks/lmms/tasks/" + p.name for p in tasks_dir.iterdir() if p.is_file()}
     assert prompts and prompts <= names, sorted(prompts - names)
     assert tasks <= names, sorted(tasks - names)
-    assert "uc_tasks/taxonomy.json" in names
+    assert "uc_tasks/data/taxonomy.json" in names
+    packages = {str(p.parent.relative_to(REPO)).replace("/", ".") for p in REPO.glob("uc_*/**/__init__.py")}
+    assert {p for p in packages if f"{p.replace('.', '/')}/__init__.py" not in names} == set(), \
+        "a package folder missing from [tool.setuptools] packages in pyproject.toml"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "uc_tasks.lmms.register:register" in zipfile.ZipFile(wheel).read(entry_points).decode()

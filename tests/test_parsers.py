@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from uc_tasks.scoring import get_scorer
-from uc_tasks.scoring.parse_alignment import read_alignment
-from uc_tasks.scoring.parse_perception import parse_options, read_perception
+from uc_tasks.scoring.rules.alignment import read_alignment
+from uc_tasks.scoring.rules.perception import parse_options, read_perception
 
 DATA = Path(__file__).parent / "data"
 OPTIONS = "A: Swastika \nB: demonic figure \nC: Knife attacks \nD: Nudity in public"

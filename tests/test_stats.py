@@ -1,5 +1,5 @@
-"""Each statistic of uc_tasks.stats against an independent computation on small fixed data:
-scipy (bootstrap, permutation_test, binomtest), brute-force enumeration in exact fractions, a slow
+"""Each statistic of uc_tasks.stats (composed in uc_tasks.summary) against an independent computation on
+small fixed data: scipy (bootstrap, permutation_test, binomtest), brute-force enumeration in exact fractions, a slow
 bootstrap loop, nltk's sentence_bleu, and tables counted by hand."""
 
 from __future__ import annotations
@@ -7,17 +7,17 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import subprocess
-import sys
 from fractions import Fraction
 
 import numpy as np
 import pytest
+import reference_stats as ref
 import scipy.stats
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from uc_tasks import diversity, perception_alignment, stats
+from uc_tasks import summary
 from uc_tasks.metrics import summarize
+from uc_tasks.stats import bootstrap, diversity, paired, perception_alignment, sensitivity
 
 # --- clustered bootstrap -------------------------------------------------------------------------
 
@@ -42,26 +42,28 @@ def _hand_quantile(xs: list[float], q: float) -> float:
     return xs[lo] + (h - lo) * (xs[min(lo + 1, len(xs) - 1)] - xs[lo])
 
 
-def test_ratio_ci_equals_scipy_bootstrap_with_the_same_generator() -> None:
+def test_counts_ci_equals_scipy_bootstrap_with_the_same_generator() -> None:
     rng = np.random.default_rng(1)
     num = {f"c{j:02d}": int(rng.integers(0, 10)) for j in range(30)}
     den = {c: v + int(rng.integers(1, 5)) for c, v in num.items()}
-    ours = stats.bootstrap_ratio_ci(num, den, n_resamples=700, seed=7, level=0.9)
+    counts = {c: (num[c], den[c]) for c in num}
+    ours = bootstrap.bootstrap_counts_ci(counts, lambda a, b: a / b if b else None, n_resamples=700, seed=7, level=0.9)
+    assert ours == ref.bootstrap_ratio_ci(num, den, n_resamples=700, seed=7, level=0.9)
     keys = sorted(num)
     n, d = np.array([num[c] for c in keys]), np.array([den[c] for c in keys])
-    ref = scipy.stats.bootstrap((np.arange(len(keys)),), lambda i, axis=-1: n[i].sum(axis) / d[i].sum(axis),
+    sp = scipy.stats.bootstrap((np.arange(len(keys)),), lambda i, axis=-1: n[i].sum(axis) / d[i].sum(axis),
                                 vectorized=True, n_resamples=700, confidence_level=0.9, method="percentile",
                                 rng=np.random.default_rng(7))
     assert ours["estimate"] == pytest.approx(n.sum() / d.sum(), abs=1e-15)
     assert (ours["ci_low"], ours["ci_high"]) == pytest.approx(
-        (ref.confidence_interval.low, ref.confidence_interval.high), abs=1e-12)
+        (sp.confidence_interval.low, sp.confidence_interval.high), abs=1e-12)
     assert ours["ci_low"] < ours["estimate"] < ours["ci_high"]
     assert ours["n_skipped"] == 0 and ours["n_clusters"] == 30 and ours["seed"] == 7
 
 
 def test_generic_ci_equals_a_slow_loop_that_skips_undefined_resamples() -> None:
     data = _outcomes(np.random.default_rng(3), k=5, na_only=3)  # often a resample draws only N/A concepts
-    got = stats.bootstrap_ci(data, _accuracy, n_resamples=300, seed=11)
+    got = ref.bootstrap_ci(data, _accuracy, n_resamples=300, seed=11)
     keys = sorted(data)
     draws = np.random.default_rng(11).integers(0, len(keys), size=(300, len(keys)))
     kept = []
@@ -74,8 +76,8 @@ def test_generic_ci_equals_a_slow_loop_that_skips_undefined_resamples() -> None:
     assert got["ci_low"] == pytest.approx(_hand_quantile(kept, 0.025), abs=1e-12)
     assert got["ci_high"] == pytest.approx(_hand_quantile(kept, 0.975), abs=1e-12)
     assert got["estimate"] == _accuracy([o for v in data.values() for o in v])
-    assert got == stats.bootstrap_ci(dict(reversed(data.items())), _accuracy, n_resamples=300, seed=11)
-    ratio = stats.bootstrap_ratio_ci({c: v.count("hit") for c, v in data.items()},
+    assert got == ref.bootstrap_ci(dict(reversed(data.items())), _accuracy, n_resamples=300, seed=11)
+    ratio = ref.bootstrap_ratio_ci({c: v.count("hit") for c, v in data.items()},
                                      {c: len(v) - v.count("na") for c, v in data.items()}, n_resamples=300, seed=11)
     for key in ("estimate", "ci_low", "ci_high", "n_skipped"):
         assert ratio[key] == pytest.approx(got[key], abs=1e-12), key
@@ -83,16 +85,16 @@ def test_generic_ci_equals_a_slow_loop_that_skips_undefined_resamples() -> None:
 
 def test_vectorised_paths_give_the_generic_numbers() -> None:
     data = _outcomes(np.random.default_rng(5), k=40, na_only=2)
-    generic = stats.bootstrap_ci(data, _accuracy, n_resamples=400, seed=2024)
+    generic = ref.bootstrap_ci(data, _accuracy, n_resamples=400, seed=2024)
     summaries = {c: summarize(v) for c, v in data.items()}
-    metric = stats.bootstrap_metric_ci(summaries, "accuracy", n_resamples=400, seed=2024)
-    ratio = stats.bootstrap_ratio_ci({c: s["n_hit"] for c, s in summaries.items()},
+    metric = summary.metric_ci(summaries, "accuracy", seed=2024, n_resamples=400)
+    ratio = ref.bootstrap_ratio_ci({c: s["n_hit"] for c, s in summaries.items()},
                                      {c: s["n"] - s["n_na"] for c, s in summaries.items()}, n_resamples=400)
     for other in (metric, ratio):
         for key in ("estimate", "ci_low", "ci_high"):
             assert other[key] == pytest.approx(generic[key], abs=1e-12), key
         assert other["n_skipped"] == generic["n_skipped"]
-    strict = stats.bootstrap_metric_ci(summaries, "na_rate", n_resamples=400)
+    strict = summary.metric_ci(summaries, "na_rate", seed=2024, n_resamples=400)
     assert strict["metric"] == "na_rate" and strict["estimate"] == pytest.approx(
         sum(v.count("na") for v in data.values()) / sum(map(len, data.values())))
 
@@ -108,32 +110,33 @@ def test_gap_ci_equals_the_generic_ci_over_paired_answers() -> None:
         return None if t is None or i is None else t - i
 
     paired = {c: [("image", o) for o in image[c]] + [("text", o) for o in text[c]] for c in image}
-    generic = stats.bootstrap_ci(paired, gap, n_resamples=300, seed=4)
-    got = stats.bootstrap_gap_ci({c: summarize(v) for c, v in image.items()},
-                                 {c: summarize(v) for c, v in text.items()}, n_resamples=300, seed=4)
+    generic = ref.bootstrap_ci(paired, gap, n_resamples=300, seed=4)
+    got = summary.difference_ci({c: summarize(v) for c, v in image.items()},
+                                {c: summarize(v) for c, v in text.items()}, seed=4, statistic="text minus image",
+                                n_resamples=300)
     assert got["n_clusters"] == 12  # "only text" has no image answers: not paired
     for key in ("estimate", "ci_low", "ci_high", "n_skipped"):
         assert got[key] == pytest.approx(generic[key], abs=1e-12), key
 
 
 def test_hand_cases_single_cluster_constant_rate_and_all_na() -> None:
-    one = stats.bootstrap_ratio_ci({"a": 3}, {"a": 4}, n_resamples=50)
+    one = ref.bootstrap_ratio_ci({"a": 3}, {"a": 4}, n_resamples=50)
     assert one["estimate"] == one["ci_low"] == one["ci_high"] == 0.75
-    same = stats.bootstrap_ratio_ci({c: 2 * i for i, c in enumerate("abcd", 1)},
+    same = ref.bootstrap_ratio_ci({c: 2 * i for i, c in enumerate("abcd", 1)},
                                     {c: 5 * i for i, c in enumerate("abcd", 1)}, n_resamples=50)
     assert same["ci_low"] == pytest.approx(0.4) and same["ci_high"] == pytest.approx(0.4)
-    na = stats.bootstrap_ci({"a": ["na"], "b": ["na", "na"]}, _accuracy, n_resamples=50)
+    na = ref.bootstrap_ci({"a": ["na"], "b": ["na", "na"]}, _accuracy, n_resamples=50)
     assert na["estimate"] is None and na["ci_low"] is None and na["n_skipped"] == 50
-    empty = stats.bootstrap_ratio_ci({}, {}, n_resamples=50)
+    empty = ref.bootstrap_ratio_ci({}, {}, n_resamples=50)
     assert empty["estimate"] is None and empty["ci_high"] is None and empty["n_clusters"] == 0
 
 
 def test_seeded_and_deterministic() -> None:
     num = {f"c{j}": j % 4 for j in range(20)}
     den = {c: 4 for c in num}
-    a = stats.bootstrap_ratio_ci(num, den, seed=1)
-    assert a == stats.bootstrap_ratio_ci(dict(reversed(num.items())), den, seed=1)  # clusters are sorted first
-    c = stats.bootstrap_ratio_ci(num, den, seed=2)
+    a = ref.bootstrap_ratio_ci(num, den, seed=1)
+    assert a == ref.bootstrap_ratio_ci(dict(reversed(num.items())), den, seed=1)  # clusters are sorted first
+    c = ref.bootstrap_ratio_ci(num, den, seed=2)
     assert (c["ci_low"], c["ci_high"]) != (a["ci_low"], a["ci_high"]) and c["estimate"] == a["estimate"]
 
 
@@ -144,7 +147,7 @@ def test_coverage_of_the_clustered_ci_is_near_nominal() -> None:
     covered = 0
     for rep in range(200):
         hits = rng.binomial(20, rng.beta(2, 3, size=75))
-        ci = stats.bootstrap_ratio_ci({f"c{j}": int(h) for j, h in enumerate(hits)}, {f"c{j}": 20 for j in range(75)},
+        ci = ref.bootstrap_ratio_ci({f"c{j}": int(h) for j, h in enumerate(hits)}, {f"c{j}": 20 for j in range(75)},
                                       seed=rep)
         covered += ci["ci_low"] <= 0.4 <= ci["ci_high"]
     assert 0.89 <= covered / 200 <= 0.99
@@ -153,11 +156,11 @@ def test_coverage_of_the_clustered_ci_is_near_nominal() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: stats.bootstrap_ratio_ci({"a": 1}, {"a": 2}, level=1.5), "level=1.5"),
-        (lambda: stats.bootstrap_ratio_ci({"a": 1}, {"a": 2}, n_resamples=0), "n_resamples=0"),
-        (lambda: stats.bootstrap_ratio_ci({"a": 1}, {"b": 2}), "same clusters"),
-        (lambda: stats.bootstrap_metric_ci({"a": {"n": 1, "n_na": 0, "n_hit": 1}}, "acuracy"), "unknown metric"),
-        (lambda: stats.bootstrap_counts_ci({"a": [1, 2], "b": [1]}, lambda *t: 0.0), "same non-zero length"),
+        (lambda: ref.bootstrap_ratio_ci({"a": 1}, {"a": 2}, level=1.5), "level=1.5"),
+        (lambda: ref.bootstrap_ratio_ci({"a": 1}, {"a": 2}, n_resamples=0), "n_resamples=0"),
+        (lambda: ref.bootstrap_ratio_ci({"a": 1}, {"b": 2}), "same clusters"),
+        (lambda: summary.metric_ci({"a": {"n": 1, "n_na": 0, "n_hit": 1}}, "acuracy", seed=0), "unknown metric"),
+        (lambda: bootstrap.bootstrap_counts_ci({"a": [1, 2], "b": [1]}, lambda *t: 0.0), "same non-zero length"),
     ],
     ids=["level", "n_resamples", "cluster-mismatch", "unknown-metric", "ragged-counts"],
 )
@@ -190,7 +193,7 @@ DIFF_SETS = {
 def test_exact_sign_flip_equals_brute_force_and_scipy(name: str) -> None:
     exact = [Fraction(x) for x in DIFF_SETS[name]]
     floats = [float(x) for x in exact]
-    got = stats.paired_permutation_test(floats)
+    got = paired.paired_permutation_test(floats)
     assert got["method"] == "exact" and got["n_nonzero"] == sum(x != 0 for x in exact)
     assert got["p_value"] == pytest.approx(float(_brute_force_p(exact)), abs=1e-15)
     ref = scipy.stats.permutation_test((np.array(floats), np.zeros(len(floats))),
@@ -204,20 +207,20 @@ def test_monte_carlo_beyond_20_pairs_with_the_plus_one_correction() -> None:
     # 16 differences of +1 and 9 of -1: |sum| = 7; under H0 sum = 2B - 25 with B ~ Bin(25, 1/2)
     diffs = [1.0] * 16 + [-1.0] * 9 + [0.0] * 3
     exact = sum(math.comb(25, b) for b in range(26) if abs(2 * b - 25) >= 7) / 2**25
-    got = stats.paired_permutation_test(diffs, n_resamples=10000, seed=2024)
+    got = paired.paired_permutation_test(diffs, n_resamples=10000, seed=2024)
     assert got["method"] == "monte_carlo" and got["n_nonzero"] == 25 and got["seed"] == 2024
     assert abs(got["p_value"] - exact) < 4 * math.sqrt(exact * (1 - exact) / 10000)
-    assert got == stats.paired_permutation_test(diffs, n_resamples=10000, seed=2024)
+    assert got == paired.paired_permutation_test(diffs, n_resamples=10000, seed=2024)
     # every sign the same: the exact p is 2 / 2^30, so no random flip reaches it and p = 1 / (R + 1)
-    assert stats.paired_permutation_test([0.5] * 30, n_resamples=999)["p_value"] == 1 / 1000
-    assert stats.paired_permutation_test([0.5] * 20)["p_value"] == 2 / 2**20  # still exact at 20
+    assert paired.paired_permutation_test([0.5] * 30, n_resamples=999)["p_value"] == 1 / 1000
+    assert paired.paired_permutation_test([0.5] * 20)["p_value"] == 2 / 2**20  # still exact at 20
 
 
 def test_permutation_edge_cases() -> None:
-    assert stats.paired_permutation_test([0.0, 0.0])["p_value"] == 1.0
-    assert stats.paired_permutation_test([])["p_value"] is None
+    assert paired.paired_permutation_test([0.0, 0.0])["p_value"] == 1.0
+    assert paired.paired_permutation_test([])["p_value"] is None
     with pytest.raises(ValueError, match="NaN"):
-        stats.paired_permutation_test([0.1, float("nan")])
+        paired.paired_permutation_test([0.1, float("nan")])
 
 
 # --- McNemar, gap ranking ------------------------------------------------------------------------
@@ -225,18 +228,18 @@ def test_permutation_edge_cases() -> None:
 
 @pytest.mark.parametrize("b, c", [(1, 0), (5, 5), (3, 10), (0, 12), (20, 7), (40, 35), (2, 30)])
 def test_mcnemar_equals_scipy_binomtest(b: int, c: int) -> None:
-    got = stats.mcnemar_exact(b, c)
+    got = paired.mcnemar_exact(b, c)
     assert got["p_value"] == pytest.approx(scipy.stats.binomtest(b, b + c, 0.5).pvalue, rel=1e-12)
     assert got["n_discordant"] == b + c
 
 
 def test_mcnemar_by_hand() -> None:
-    assert stats.mcnemar_exact(0, 5)["p_value"] == 2 / 32
-    assert stats.mcnemar_exact(1, 3)["p_value"] == 2 * (1 + 4) / 16
-    assert stats.mcnemar_exact(0, 0)["p_value"] == 1.0
+    assert paired.mcnemar_exact(0, 5)["p_value"] == 2 / 32
+    assert paired.mcnemar_exact(1, 3)["p_value"] == 2 * (1 + 4) / 16
+    assert paired.mcnemar_exact(0, 0)["p_value"] == 1.0
     for bad in ((-1, 2), (1.5, 2), (True, 2)):
         with pytest.raises(ValueError, match="non-negative integers"):
-            stats.mcnemar_exact(*bad)
+            paired.mcnemar_exact(*bad)
 
 
 IMAGE = {"Swastika": 0.2, "Nudity": 0.9, "Axe": 0.5, "Gun": None, "Blood": 0.3, "Only image": 0.3}
@@ -244,7 +247,7 @@ TEXT = {"Swastika": 0.8, "Nudity": 0.4, "Axe": 0.7, "Gun": 1.0, "Blood": 0.5}
 
 
 def test_gap_ranking_by_hand() -> None:
-    got = stats.gap_ranking(IMAGE, TEXT)
+    got = paired.gap_ranking(IMAGE, TEXT)
     # Axe (0.7 - 0.5) and Blood (0.5 - 0.3) tie at 0.2 up to float rounding: by name
     assert [r["concept"] for r in got["ranking"]] == ["Swastika", "Axe", "Blood", "Nudity"]
     assert [r["gap"] for r in got["ranking"]] == pytest.approx([0.6, 0.2, 0.2, -0.5])
@@ -254,7 +257,7 @@ def test_gap_ranking_by_hand() -> None:
 
 
 def test_modality_gap_test_combines_both_tests() -> None:
-    got = stats.modality_gap_test(IMAGE, TEXT)
+    got = paired.modality_gap_test(IMAGE, TEXT)
     assert got["mcnemar"]["b"] == 2 and got["mcnemar"]["c"] == 1 and got["mcnemar"]["p_value"] == 1.0
     exact = [Fraction(x) for x in ("3/5", "1/5", "1/5", "-1/2")]
     assert got["permutation"]["p_value"] == pytest.approx(float(_brute_force_p(exact)))
@@ -262,7 +265,7 @@ def test_modality_gap_test_combines_both_tests() -> None:
 
 
 def test_scores_by_concept_reads_a_breakdown() -> None:
-    assert stats.scores_by_concept({"per_concept": {"a": summarize(["hit", "miss", "na"])}}) == {"a": 0.5}
+    assert paired.scores_by_concept({"per_concept": {"a": summarize(["hit", "miss", "na"])}}) == {"a": 0.5}
 
 
 # --- perception x alignment ----------------------------------------------------------------------
@@ -340,13 +343,13 @@ def test_perception_alignment_rejects_mixed_runs() -> None:
 
 def test_prompt_sensitivity_by_hand() -> None:
     scores = {1: 0.2, 2: 0.6, 3: None, 4: 0.4, 5: 0.6}
-    got = stats.prompt_sensitivity(scores)
+    got = sensitivity.prompt_sensitivity(scores)
     assert got["mean"] == pytest.approx(0.45) and got["n_prompts"] == 4 and got["undefined_prompts"] == ["3"]
     assert (got["worst"], got["worst_prompt"], got["best"], got["best_prompt"]) == (0.2, "1", 0.6, "2")
     assert got["spread"] == pytest.approx(0.4)
-    na = stats.prompt_sensitivity(scores, higher_is_better=False)
+    na = sensitivity.prompt_sensitivity(scores, higher_is_better=False)
     assert (na["worst_prompt"], na["best_prompt"], na["spread"]) == ("2", "1", got["spread"])
-    assert stats.prompt_sensitivity({1: None})["mean"] is None
+    assert sensitivity.prompt_sensitivity({1: None})["mean"] is None
 
 
 # --- Self-BLEU -----------------------------------------------------------------------------------
@@ -401,10 +404,3 @@ def test_self_bleu_by_hand() -> None:
     assert diversity.self_bleu(["only one"])["self_bleu"] is None and diversity.self_bleu([])["n_texts"] == 0
     with pytest.raises(ValueError, match="strings"):
         diversity.self_bleu(["a", None])  # type: ignore[list-item]
-
-
-def test_core_module_imports_without_scipy_nltk_or_torch() -> None:
-    code = ("import sys, uc_tasks.stats, uc_tasks.metrics; "
-            "print(sorted(m for m in ('scipy', 'nltk', 'torch', 'lmms_eval') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

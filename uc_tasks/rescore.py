@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -24,23 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from uc_tasks import metrics
-from uc_tasks.answers import failure_fields
 from uc_tasks.config import help_field, parse_config
-from uc_tasks.prompts import prompt_version, render
+from uc_tasks.data.options import DEFAULT_SEED
+from uc_tasks.data.tasks import kind as kind_named
 from uc_tasks.provenance import provenance
+from uc_tasks.runs import PERCEPTION, RunError, load_inputs
 from uc_tasks.scoring import Scorer, get_scorer
 from uc_tasks.scoring.base import ALIGNMENT_LABELS, PERCEPTION_LABELS
-from uc_tasks.scoring.parse_perception import parse_options
+from uc_tasks.scoring.samples import score_samples
 from uc_tasks.summary import context_summary, group_summary, task_summary
-from uc_tasks.taxonomy import load_taxonomy
-
-PERCEPTION = "perception"
-ALIGNMENT_KINDS = ("image", "text", "text_only", "context_safe", "context_unsafe", "context_safe_text",
-                   "context_unsafe_text")
-
-
-class RescoreError(RuntimeError):
-    """An input that cannot be rescored; the message says what to pass instead."""
 
 
 @dataclass
@@ -57,140 +48,7 @@ class RescoreConfig:
         None, "authors' answer files only: the metadata.jsonl (or perception_metadata.jsonl) that maps "
         "image_filename to its concept; default: metadata.jsonl in the folder UNSAFECONCEPTS_DATA names")
     out: str | None = help_field(None, "results file to write; default: rescored_<scorer>.json beside the first input")
-    seed: int = help_field(2024, "seed of the bootstrap CIs and of the diversity sample")
-
-
-# --- reading inputs ----------------------------------------------------------------------------
-
-
-def _first_response(value: Any) -> str:
-    while isinstance(value, list) and value:
-        value = value[0]
-    return value if isinstance(value, str) else ""
-
-
-def load_samples_file(path: Path) -> list[dict[str, Any]]:
-    """Scored samples of one lmms-eval samples file: our per-sample record plus the answer scored."""
-    items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            sample = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RescoreError(
-                f"{path}:{n}: not JSON ({e.msg}); pass the *_samples_<task>.jsonl files lmms-eval wrote"
-            ) from None
-        record = sample.get("breakdown")
-        if not isinstance(record, dict) or "task" not in record:
-            raise RescoreError(f"{path}:{n}: no UnsafeConcepts record under 'breakdown'; is this a samples file of "
-                               "an unsafeconcepts_* task run with --log_samples?")
-        item = {k: v for k, v in record.items() if k not in ("label", "reason", "hit", "failed")}
-        item["answer"] = _first_response(sample.get("filtered_resps")) or record.get("answer") or ""
-        if record["task"] == PERCEPTION and "option_str" not in item:
-            item["option_str"] = _options_from_prompt(_first_response(sample.get("input")) or "", path, n)
-        items.append(item)
-    return items
-
-
-def _options_from_prompt(prompt: str, path: Path | str, n: int) -> str:
-    option_str = prompt.split("\n", 1)[1] if "\n" in prompt else ""
-    try:
-        parse_options(option_str)
-    except ValueError:
-        raise RescoreError(f"{path}:{n}: cannot find the options A-D in the prompt of a perception answer") from None
-    return option_str
-
-
-def _metadata_rows(spec: str | None) -> list[dict[str, Any]]:
-    if spec is None:
-        data = os.environ.get("UNSAFECONCEPTS_DATA")
-        if not data or not (Path(data) / "metadata.jsonl").is_file():
-            raise RescoreError("authors' answer files name images, not concepts: pass --metadata metadata.jsonl "
-                               "(or set UNSAFECONCEPTS_DATA to the dataset folder)")
-        spec = str(Path(data) / "metadata.jsonl")
-    path = Path(spec)
-    if not path.is_file():
-        raise RescoreError(f"--metadata {spec}: no such file")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def load_authors_answers(path: Path, metadata: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Scored-sample records for an answer file in the authors' format, tasks told apart by the prompt."""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise RescoreError(f"{path}: not JSON ({e.msg})") from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"prompt", "output"} <= set(r) for r in rows):
-        raise RescoreError(f"{path}: expected a JSON list of {{idx, prompt, image_fname, output}} records")
-    tax = load_taxonomy()
-    by_file = {Path(m["image_filename"]).name: (i, m) for i, m in enumerate(metadata)}
-    image_prompts = {render(f"alignment/image_p{p}"): p for p in range(1, 6)}
-    text_prompts = {render(f"alignment/text_p{p}", concept=c): (p, c) for p in range(1, 6) for c in tax.concepts}
-    items = []
-    for n, r in enumerate(rows, 1):
-        prompt, answer = str(r["prompt"]).strip(), r["output"] if isinstance(r["output"], str) else ""
-        if prompt in text_prompts:
-            p, concept = text_prompts[prompt]
-            items.append({"task": "text", "prompt_id": p, "concept": concept,
-                          "category": tax.concept_category[concept], "answer": answer})
-            continue
-        name = Path(str(r.get("image_fname") or "")).name
-        if name not in by_file:
-            raise RescoreError(f"{path}: record {n} names image {name!r}, which is not in the metadata; pass the "
-                               "metadata.jsonl of the dataset these answers came from")
-        row_id, meta = by_file[name]
-        base = {"row_id": row_id, "concept": meta["unsafe_concept"], "category": meta["category"], "answer": answer}
-        if prompt in image_prompts:
-            items.append({"task": "image", "prompt_id": image_prompts[prompt], **base})
-        elif prompt.startswith(render("perception/multiple_choice", option_str="").strip()):
-            option_str = _options_from_prompt(prompt, path, n)
-            correct = [k for k, v in parse_options(option_str).items() if v == meta["unsafe_concept"]]
-            if len(correct) != 1:
-                raise RescoreError(f"{path}: record {n}: the options do not list {meta['unsafe_concept']!r} once")
-            items.append({"task": PERCEPTION, "option_str": option_str, "target": correct[0], **base})
-        else:
-            raise RescoreError(f"{path}: record {n}: the prompt is none of the benchmark's prompts "
-                               f"(prompt version {prompt_version()['version']}): {prompt[:80]!r}")
-    return items
-
-
-def newest_run(folder: Path) -> list[Path]:
-    """The samples files of the newest run in an lmms-eval output folder (runs are told apart by the
-    time stamp lmms-eval puts before ``_samples_``); says which run it reads when there are several."""
-    files = sorted(folder.rglob("*_samples_unsafeconcepts*.jsonl"))
-    if not files:
-        raise RescoreError(f"{folder}: no *_samples_unsafeconcepts*.jsonl inside; run lmms-eval with --log_samples")
-    runs: dict[tuple[str, str], list[Path]] = {}
-    for f in files:
-        runs.setdefault((str(f.parent), f.name.split("_samples_", 1)[0]), []).append(f)
-    newest = max(runs, key=lambda r: r[1])
-    if len(runs) > 1:
-        print(f"unsafeconcepts rescore: {folder} holds {len(runs)} runs; reading the newest, {newest[1]} "
-              "(pass its samples files to choose another)", file=sys.stderr)
-    return runs[newest]
-
-
-def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[dict[str, Any]]]:
-    """Records by task kind, from every input."""
-    if not inputs:
-        raise RescoreError("nothing to rescore: pass a --log_samples output folder or samples / answer files")
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    meta: list[dict[str, Any]] | None = None
-    for spec in inputs:
-        path = Path(spec)
-        if path.is_dir():
-            items = [it for f in newest_run(path) for it in load_samples_file(f)]
-        elif path.suffix == ".jsonl" and path.is_file():
-            items = load_samples_file(path)
-        elif path.suffix == ".json" and path.is_file():
-            meta = meta if meta is not None else _metadata_rows(metadata)
-            items = load_authors_answers(path, meta)
-        else:
-            raise RescoreError(f"{spec}: not a folder, a samples .jsonl or an answers .json file")
-        for it in items:
-            by_kind.setdefault(it["task"], []).append(it)
-    return by_kind
+    seed: int = help_field(DEFAULT_SEED, "seed of the bootstrap CIs and of the diversity sample")
 
 
 # --- reading answers ---------------------------------------------------------------------------
@@ -198,27 +56,13 @@ def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[d
 
 def read_all(scorer: Scorer, by_kind: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     """New scored records: every answer read with ``scorer`` in one batch per kind; failures stay failures."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for kind, items in by_kind.items():
-        fresh = [dict(it) for it in items]
-        pending = []
-        for it in fresh:
-            failed = failure_fields(it["answer"])
-            if failed:
-                it.update(failed)
-            else:
-                pending.append(it)
-        answers = [it["answer"] for it in pending]
-        if kind == PERCEPTION:
-            readings = scorer.read_perception(answers, [parse_options(it["option_str"]) for it in pending])
-        elif kind in ALIGNMENT_KINDS:
-            readings = scorer.read_alignment(answers)
-        else:
-            raise RescoreError(f"unknown task kind {kind!r} in the samples")
-        for it, reading in zip(pending, readings, strict=True):
-            target = it["target"] if kind == PERCEPTION else "unsafe"
-            it.update(label=reading.label, reason=reading.reason, hit=reading.label == target)
-        out[kind] = fresh
+    out = {}
+    for name, items in by_kind.items():
+        try:
+            kind_named(name)
+        except ValueError as e:
+            raise RunError(f"{e} in the samples") from None
+        out[name] = score_samples(scorer, items)
     return out
 
 
@@ -252,7 +96,7 @@ def summarize_run(scored: Mapping[str, list[dict[str, Any]]], seed: int) -> dict
     by_kind = {k: v["breakdown"] for k, v in tasks.items()}
     if "image" in by_kind and ("text" in by_kind or "text_only" in by_kind):
         out["group"] = group_summary(by_kind, seed=seed)
-    contexts = context_summary(by_kind)
+    contexts = context_summary(by_kind, seed=seed)
     if contexts:
         out["context_sensitivity"] = contexts
     return out
@@ -322,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.inputs = positional + list(cfg.inputs)
     try:
         path = rescore(cfg)
-    except (RescoreError, ValueError, RuntimeError) as e:
+    except (RunError, ValueError, RuntimeError) as e:
         print(f"unsafeconcepts rescore: {e}", file=sys.stderr)
         return 2
     _print_summary(path)

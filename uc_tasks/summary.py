@@ -16,14 +16,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from uc_tasks import metrics, stats
-from uc_tasks.answers import ERROR, PROVIDER_BLOCK
-from uc_tasks.diversity import answer_diversity
-from uc_tasks.perception_alignment import perception_alignment_table
+from uc_tasks import metrics
+from uc_tasks.data.tasks import CONTEXT_FORMS, KINDS
+from uc_tasks.data.taxonomy import load_taxonomy
+from uc_tasks.failures import ERROR, PROVIDER_BLOCK
 from uc_tasks.scoring.base import NA
-from uc_tasks.taxonomy import load_taxonomy
+from uc_tasks.stats.bootstrap import bootstrap_counts_ci
+from uc_tasks.stats.diversity import answer_diversity
+from uc_tasks.stats.paired import modality_gap_test, scores_by_concept
+from uc_tasks.stats.perception_alignment import perception_alignment_table
+from uc_tasks.stats.sensitivity import prompt_sensitivity
 
 N_RESAMPLES = 1000
+_COUNTS = ("n", "n_na", "n_hit")
 
 _CODE = {metrics.HIT: "h", metrics.MISS: "m", NA: "n", ERROR: "e", PROVIDER_BLOCK: "b"}
 _DECODE: dict[str, dict[str, Any]] = {
@@ -33,29 +38,63 @@ _DECODE: dict[str, dict[str, Any]] = {
     "e": {"label": None, "hit": False, "failed": ERROR},
     "b": {"label": None, "hit": False, "failed": PROVIDER_BLOCK},
 }
-PER_IMAGE_TASKS = ("perception", "image")
 
 
 def task_summary(items: Sequence[Mapping[str, Any]], seed: int, n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
     """Metrics, CIs, prompt sensitivity and diversity of one task's scored samples."""
     out = metrics.breakdown(items)
-    out["ci"] = {
-        name: stats.bootstrap_metric_ci(out["per_concept"], name, n_resamples=n_resamples, seed=seed)
-        for name in metrics.METRICS
-    }
+    out["ci"] = {name: metric_ci(out["per_concept"], name, seed, n_resamples) for name in metrics.METRICS}
     if "per_prompt" in out:
-        out["prompt_sensitivity"] = stats.prompt_sensitivity(
+        out["prompt_sensitivity"] = prompt_sensitivity(
             {p: s["accuracy"] for p, s in out["per_prompt"].items()},
             higher_is_better=metrics.METRICS["accuracy"].higher_is_better,
         )
     out["diversity"] = answer_diversity([it["answer"] for it in items if isinstance(it.get("answer"), str)], seed)
-    if items and items[0].get("task") in PER_IMAGE_TASKS:
+    if items and items[0].get("task") in KINDS and KINDS[items[0]["task"]].per_image:
         per_image: dict[str, list[str]] = {}
         for it in items:
             entry = per_image.setdefault(str(it["row_id"]), [it["concept"], ""])
             entry[1] += _CODE[metrics.outcome(it)]
         out["per_image"] = per_image
     return out
+
+
+def _compute(metric: str):
+    if metric not in metrics.METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(metrics.METRICS)}")
+    return metrics.METRICS[metric].compute
+
+
+def metric_ci(
+    per_concept: Mapping[str, Mapping[str, int]], metric: str, seed: int, n_resamples: int = N_RESAMPLES
+) -> dict[str, Any]:
+    """95% CI of a ``metrics.METRICS`` value, resampling concepts, by the metric's own definition on
+    each resample's pooled counts (``per_concept``: ``breakdown(...)["per_concept"]``)."""
+    compute = _compute(metric)
+    counts = {c: [s[f] for f in _COUNTS] for c, s in per_concept.items()}
+    return {"metric": metric, **bootstrap_counts_ci(counts, compute, n_resamples, seed)}
+
+
+def difference_ci(
+    a: Mapping[str, Mapping[str, int]],
+    b: Mapping[str, Mapping[str, int]],
+    seed: int,
+    statistic: str,
+    concepts: Sequence[str] | None = None,
+    metric: str = "accuracy",
+    n_resamples: int = N_RESAMPLES,
+) -> dict[str, Any]:
+    """95% CI of ``metric`` of ``b`` minus that of ``a`` (``metrics.difference``), resampling the concepts
+    both have (or those of ``concepts``); a drawn concept brings its answers in both conditions. The
+    modality gap (a = image, b = text) and the context sensitivity (a = safe, b = unsafe context)."""
+    compute = _compute(metric)
+    shared = sorted(c for c in (a if concepts is None else concepts) if c in a and c in b)
+    counts = {c: [a[c][f] for f in _COUNTS] + [b[c][f] for f in _COUNTS] for c in shared}
+
+    def diff(n_a: int, na_a: int, hit_a: int, n_b: int, na_b: int, hit_b: int) -> float | None:
+        return metrics.difference(compute(n_b, na_b, hit_b), compute(n_a, na_a, hit_a))
+
+    return {"metric": metric, "statistic": statistic, **bootstrap_counts_ci(counts, diff, n_resamples, seed)}
 
 
 def _rows(task: str, per_image: Mapping[str, list[str]]) -> list[dict[str, Any]]:
@@ -68,14 +107,33 @@ def _rows(task: str, per_image: Mapping[str, list[str]]) -> list[dict[str, Any]]
     ]
 
 
-def context_summary(by_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Context sensitivity per form, overall and per category with concept-bootstrap CIs; empty when no
-    form has both its safe- and unsafe-context task."""
+def context_sensitivity(safe: Mapping[str, Any], unsafe: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Unsafe-context minus safe-context unsafe share, overall and per category, each with a CI
+    resampling concepts; from two task summaries of the same form (image or text)."""
+    tax = load_taxonomy()
+    a, b = safe["per_concept"], unsafe["per_concept"]
+    statistic = "unsafe context minus safe context"
+    per_category = {}
+    for cat in tax.categories:
+        members = [c for c in tax.concepts if tax.concept_category[c] == cat and c in a and c in b]
+        if members:
+            per_category[cat] = difference_ci(a, b, seed, statistic, concepts=members)
+    return {
+        "overall": difference_ci(a, b, seed, statistic),
+        "per_category": per_category,
+        "unsafe_share": {"safe_context": safe["overall"]["accuracy"], "unsafe_context": unsafe["overall"]["accuracy"]},
+        "na_rate": {"safe_context": safe["overall"]["na_rate"], "unsafe_context": unsafe["overall"]["na_rate"]},
+    }
+
+
+def context_summary(by_task: Mapping[str, Mapping[str, Any]], seed: int) -> dict[str, Any]:
+    """Context sensitivity per form (``data.tasks.CONTEXT_FORMS``), overall and per category with
+    concept-bootstrap CIs; empty when no form has both its safe- and unsafe-context task."""
     out: dict[str, Any] = {}
-    for form, suffix in (("image", ""), ("text", "_text")):
-        safe, unsafe = by_task.get(f"context_safe{suffix}"), by_task.get(f"context_unsafe{suffix}")
+    for form, (safe_kind, unsafe_kind) in CONTEXT_FORMS.items():
+        safe, unsafe = by_task.get(safe_kind), by_task.get(unsafe_kind)
         if safe and unsafe:
-            out[form] = metrics.context_sensitivity(safe, unsafe)
+            out[form] = context_sensitivity(safe, unsafe, seed)
     return out
 
 
@@ -87,12 +145,10 @@ def group_summary(by_task: Mapping[str, Mapping[str, Any]], seed: int) -> dict[s
         raise ValueError(f"the modality gap needs an image and a text task; got {sorted(by_task)}")
     text_task = "text" if "text" in by_task else "text_only"
     gap = {**metrics.modality_gap(image, text), "text_task": text_task}
-    gap["ci"] = stats.bootstrap_gap_ci(image["per_concept"], text["per_concept"], seed=seed)
+    gap["ci"] = difference_ci(image["per_concept"], text["per_concept"], seed, "text minus image")
     out: dict[str, Any] = {
         "modality_gap": gap,
-        "modality_gap_test": stats.modality_gap_test(
-            stats.scores_by_concept(image), stats.scores_by_concept(text), seed=seed
-        ),
+        "modality_gap_test": modality_gap_test(scores_by_concept(image), scores_by_concept(text), seed=seed),
     }
     perception = by_task.get("perception")
     if perception and "per_image" in perception and "per_image" in image:

@@ -1,37 +1,35 @@
 """Functions the task YAMLs call to build documents, prompts and images.
 
 The YAMLs point lmms-eval at a one-line placeholder file; ``*_docs`` replace it with the real
-rows from the source chosen in ``uc_tasks.data`` (hub, local folder or parquet), so that the
-source is explicit, validated and recorded. A data problem ends the run with one line.
+rows from the source the settings name (hub, local folder or parquet), so that the source is
+explicit, validated and recorded. Each doc carries its task kind (``task``, ``uc_tasks.data.tasks``),
+so that one function renders any doc's prompt, one gives its image and one scores its answer. A data
+problem ends the run with one line.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
 
 from PIL import Image
 
-from uc_tasks.context import load_questions, resolve_questions
-from uc_tasks.data import ENV_DATA, ENV_REVISION, DataError, DataSource, load_rows, resolve_source
-from uc_tasks.options import options_for
+from uc_tasks import settings
+from uc_tasks.data.context import load_questions, resolve_questions
+from uc_tasks.data.options import options_for
+from uc_tasks.data.sources import DataError, DataSource, load_rows, resolve_source
+from uc_tasks.data.splits import SPLIT_SEED, select_split, split_from_env
+from uc_tasks.data.tasks import KINDS, TaskKind
+from uc_tasks.data.taxonomy import load_taxonomy
+from uc_tasks.data.visuals import IMAGE_ID_KEY, blank_image
+from uc_tasks.errors import stop
 from uc_tasks.prompts import render
-from uc_tasks.scoring import Scorer, get_scorer
-from uc_tasks.splits import SPLIT_SEED, select_split, split_from_env
-from uc_tasks.taxonomy import load_taxonomy
-
-ENV_SCORER = "UNSAFECONCEPTS_SCORER"
-N_ALIGNMENT_PROMPTS = 5
-BLANK_SIZE = (1000, 1000)
+from uc_tasks.scoring import Scorer
+from uc_tasks.scoring.base import prepare
+from uc_tasks.scoring.registry import chosen_scorer
 
 RUN_STATE: dict[str, dict[str, Any]] = {}
-"""Per task kind: how its documents were made (data source, skipped rows, options, scorer)."""
-
-
-def fail(message: str) -> SystemExit:
-    """The exception that ends an lmms-eval run with one line (lmms-eval catches Exception only)."""
-    return SystemExit(f"unsafeconcepts: {message}")
+"""Per task kind: how its documents were made (data source, skipped rows, split, options, questions)."""
 
 
 @lru_cache(maxsize=4)
@@ -40,8 +38,9 @@ def _resolved(spec: str, revision: str) -> DataSource:
 
 
 def current_source() -> DataSource:
-    """The source the environment names, resolved once per setting (no file-system checks per image)."""
-    return _resolved(os.environ.get(ENV_DATA, ""), os.environ.get(ENV_REVISION, ""))
+    """The source the settings name, resolved once per setting (no file-system checks per image)."""
+    now = settings.current()
+    return _resolved(now.data, now.revision)
 
 
 @lru_cache(maxsize=4)
@@ -49,17 +48,12 @@ def _rows_for(source: DataSource):
     return load_rows(source)
 
 
-@lru_cache(maxsize=4)
-def _scorer_named(name: str) -> Scorer:
-    return get_scorer(name)
-
-
 def scorer() -> Scorer:
-    """The scorer chosen by UNSAFECONCEPTS_SCORER (default ``rule``); there is no fallback."""
+    """The chosen scorer; one that is unknown or cannot run stops the run (there is no fallback)."""
     try:
-        return _scorer_named(os.environ.get(ENV_SCORER, "rule").strip() or "rule")
+        return chosen_scorer()
     except (ValueError, RuntimeError) as e:
-        raise fail(str(e)) from None
+        raise stop(str(e)) from None
 
 
 @lru_cache(maxsize=4)
@@ -68,21 +62,28 @@ def _position_of(source: DataSource) -> dict[int, int]:
     return {row_id: pos for pos, row_id in enumerate(ds["row_id"])}
 
 
-def _start(kind: str):
-    """The source's rows without their images: docs stay small (lmms-eval hashes and logs every doc);
-    ``image_visual`` fetches an image by ``row_id`` only when a model asks for it."""
+def _start(kind: TaskKind) -> dict[str, list[Any]]:
+    """The source's rows of the chosen split, without their images, as columns: docs stay small
+    (lmms-eval hashes and logs every doc); ``doc_to_visual`` fetches an image by ``row_id`` only when a
+    model asks for it."""
     try:
         ds, report = _rows_for(current_source())
         split = split_from_env()
     except (DataError, ValueError) as e:
-        raise fail(str(e)) from None
+        raise stop(str(e)) from None
     ds = ds.remove_columns("image")
     keep = select_split(report.all_concepts, split)
     if keep is not None:  # the split is drawn over every source row, as the authors drew it
         wanted = set(keep)
         ds = ds.select([i for i, row_id in enumerate(ds["row_id"]) if row_id in wanted])
-    scorer()  # an unknown or unusable scorer stops the run before any model is loaded
-    RUN_STATE[kind] = {  # the scorer's settings are recorded after reading (results.agg_breakdown)
+    if not len(ds):
+        raise stop(f"{settings.env_name('split')}={split} selects no rows of {report.source.location} "
+                   f"({report.n_rows} usable rows); use a larger dataset or the split 'all'")
+    try:  # an unknown or unusable scorer (a classifier without its weights) stops before any generation
+        prepare(scorer(), kind.question)
+    except (ValueError, RuntimeError) as e:
+        raise stop(str(e)) from None
+    RUN_STATE[kind.name] = {  # the scorer's settings are recorded after reading (results.agg_breakdown)
         "data": report.to_dict(),
         "split": {"name": split, "seed": SPLIT_SEED, "n_rows": len(ds)},
     }
@@ -91,56 +92,83 @@ def _start(kind: str):
             f"unsafeconcepts: skipped {len(report.skipped)} row(s) with unusable images "
             f"(listed in the results under breakdown.data.skipped)"
         )
-    return ds
+    return ds.to_dict()
+
+
+def _per_concept(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """One row per concept present, in taxonomy order (the text-form questions)."""
+    tax = load_taxonomy()
+    present = set(columns["unsafe_concept"])
+    concepts = [c for c in tax.concepts if c in present]
+    return {"unsafe_concept": concepts, "category": [tax.concept_category[c] for c in concepts]}
+
+
+def build_docs(name: str) -> Any:
+    """The documents of task kind ``name``: one per image or concept, each prompt of the kind in turn."""
+    import datasets
+
+    kind = KINDS[name]
+    columns = _start(kind)
+    if kind.unit == "concept":
+        columns = _per_concept(columns)
+    if kind.question == "perception":
+        try:
+            sets, how = options_for(columns["unsafe_concept"], columns["row_id"])
+        except DataError as e:
+            raise stop(str(e)) from None
+        RUN_STATE[kind.name]["options"] = how
+        columns["option_str"] = [s["option_str"] for s in sets]
+        columns["correct_option"] = [s["correct_option"] for s in sets]
+    if kind.context:
+        try:
+            spec = resolve_questions(current_source())
+            questions = load_questions(spec)
+        except DataError as e:
+            raise stop(str(e)) from None
+        RUN_STATE[kind.name]["questions"] = {"file": spec, "context": kind.context}
+        columns["question"] = [questions[c][kind.context] for c in columns["unsafe_concept"]]
+    if len(kind.prompts) > 1:  # row by row, each prompt in turn
+        n = len(kind.prompts)
+        columns = {k: [v for v in values for _ in range(n)] for k, values in columns.items()}
+        columns["prompt_id"] = [p for _ in range(len(columns["unsafe_concept"]) // n) for p in range(1, n + 1)]
+    columns["task"] = [kind.name] * len(columns["unsafe_concept"])
+    return datasets.Dataset.from_dict(columns)
 
 
 def perception_docs(_placeholder) -> Any:
     """One multiple-choice question per image."""
-    ds = _start("perception")
-    try:
-        sets, how = options_for(ds["unsafe_concept"], ds["row_id"])
-    except DataError as e:
-        raise fail(str(e)) from None
-    RUN_STATE["perception"]["options"] = how
-    ds = ds.add_column("option_str", [s["option_str"] for s in sets])
-    return ds.add_column("correct_option", [s["correct_option"] for s in sets])
+    return build_docs("perception")
 
 
 def image_docs(_placeholder) -> Any:
     """Each image asked each of the 5 alignment prompts, image by image."""
-    import datasets
-
-    columns = _start("image").to_dict()  # small: docs carry no images
-    prompts = range(1, N_ALIGNMENT_PROMPTS + 1)
-    repeated = {k: [v for v in values for _ in prompts] for k, values in columns.items()}
-    repeated["prompt_id"] = [p for _ in columns["row_id"] for p in prompts]
-    return datasets.Dataset.from_dict(repeated)
-
-
-def _concept_rows(ds) -> list[dict[str, str]]:
-    """One row per concept present in ``ds``, in taxonomy order, for the text-form tasks."""
-    tax = load_taxonomy()
-    present = set(ds["unsafe_concept"])
-    return [{"unsafe_concept": c, "category": tax.concept_category[c]} for c in tax.concepts if c in present]
-
-
-def _concept_docs(kind: str) -> Any:
-    import datasets
-
-    rows = _concept_rows(_start(kind))
-    return datasets.Dataset.from_list(
-        [{**r, "prompt_id": p} for r in rows for p in range(1, N_ALIGNMENT_PROMPTS + 1)]
-    )
+    return build_docs("image")
 
 
 def text_docs(_placeholder) -> Any:
     """Each concept present in the data asked each of the 5 text prompts (paper: on a blank image)."""
-    return _concept_docs("text")
+    return build_docs("text")
 
 
 def text_only_docs(_placeholder) -> Any:
     """As ``text_docs``, for the variant that sends no image at all."""
-    return _concept_docs("text_only")
+    return build_docs("text_only")
+
+
+def context_safe_docs(_placeholder) -> Any:
+    return build_docs("context_safe")
+
+
+def context_unsafe_docs(_placeholder) -> Any:
+    return build_docs("context_unsafe")
+
+
+def context_safe_text_docs(_placeholder) -> Any:
+    return build_docs("context_safe_text")
+
+
+def context_unsafe_text_docs(_placeholder) -> Any:
+    return build_docs("context_unsafe_text")
 
 
 # lmms-eval asks for each doc's prompt more than once; the distinct prompts are few.
@@ -149,67 +177,25 @@ def _render_cached(name: str, **variables: str) -> str:
     return render(name, **variables)
 
 
-def _context_docs(context: str, text_form: bool) -> Any:
-    """Each image (or each concept, for the text form) asked its concept's question in ``context``."""
-    import datasets
-
-    kind = f"context_{context}" + ("_text" if text_form else "")
-    ds = _start(kind)
-    try:
-        spec = resolve_questions(current_source())
-        questions = load_questions(spec)
-    except DataError as e:
-        raise fail(str(e)) from None
-    RUN_STATE[kind]["questions"] = {"file": spec, "context": context}
-    if text_form:
-        return datasets.Dataset.from_list(
-            [{**r, "question": questions[r["unsafe_concept"]][context]} for r in _concept_rows(ds)]
-        )
-    return ds.add_column("question", [questions[c][context] for c in ds["unsafe_concept"]])
+def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
+    """The doc's prompt: its kind's template (the ``prompt_id``-th when the kind has several)."""
+    kind = KINDS[doc["task"]]
+    template = kind.prompts[doc["prompt_id"] - 1] if len(kind.prompts) > 1 else kind.prompts[0]
+    variables = {"concept": doc["unsafe_concept"]} if kind.unit == "concept" else {}
+    if kind.question == "perception":
+        variables["option_str"] = doc["option_str"]
+    if kind.context:
+        variables["question"] = doc["question"]
+    return _render_cached(template, **variables)
 
 
-def context_safe_docs(_placeholder) -> Any:
-    return _context_docs("safe", text_form=False)
-
-
-def context_unsafe_docs(_placeholder) -> Any:
-    return _context_docs("unsafe", text_form=False)
-
-
-def context_safe_text_docs(_placeholder) -> Any:
-    return _context_docs("safe", text_form=True)
-
-
-def context_unsafe_text_docs(_placeholder) -> Any:
-    return _context_docs("unsafe", text_form=True)
-
-
-def context_image_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return _render_cached("context/image", question=doc["question"])
-
-
-def context_concept_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return _render_cached("context/text", concept=doc["unsafe_concept"], question=doc["question"])
-
-
-def perception_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return _render_cached("perception/multiple_choice", option_str=doc["option_str"])
-
-
-def image_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return _render_cached(f"alignment/image_p{doc['prompt_id']}")
-
-
-def concept_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
-    return _render_cached(f"alignment/text_p{doc['prompt_id']}", concept=doc["unsafe_concept"])
-
-
-IMAGE_ID_KEY = "uc_image_id"
-"""``image.info`` key holding a stable id of the image, so that a backend can encode each image once."""
-
-
-def image_visual(doc: dict[str, Any]) -> list[Image.Image]:
-    """The doc's image, looked up by ``row_id`` in the loaded source and decoded now."""
+def doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
+    """The doc's image by its kind's modality: the dataset image, the blank image, or none."""
+    modality = KINDS[doc["task"]].modality
+    if modality == "none":
+        return []
+    if modality == "blank":
+        return [blank_image()]
     source = current_source()
     ds, _ = _rows_for(source)
     image = ds[_position_of(source)[doc["row_id"]]]["image"].convert("RGB")
@@ -217,25 +203,22 @@ def image_visual(doc: dict[str, Any]) -> list[Image.Image]:
     return [image]
 
 
-@lru_cache(maxsize=1)
-def _blank() -> Image.Image:
-    image = Image.new("RGB", BLANK_SIZE, (255, 255, 255))
-    image.info[IMAGE_ID_KEY] = f"blank:{BLANK_SIZE[0]}x{BLANK_SIZE[1]}"
-    return image
+_RECORD_FIELDS = ("row_id", "prompt_id", "option_str")
 
 
-def blank_visual(doc: dict[str, Any]) -> list[Image.Image]:
-    """The blank white 1000x1000 image the paper attaches to text questions."""
-    return [_blank()]
+def doc_record(doc: dict[str, Any], answer: Any) -> dict[str, Any]:
+    """What the task knows about the doc's question, and the answer (``uc_tasks.scoring.samples``)."""
+    record = {"task": doc["task"], "category": doc["category"], "concept": doc["unsafe_concept"]}
+    record.update({k: doc[k] for k in _RECORD_FIELDS if k in doc})
+    if "correct_option" in doc:
+        record["target"] = doc["correct_option"]
+    record["answer"] = answer
+    return record
 
 
-def no_visual(doc: dict[str, Any]) -> list[Image.Image]:
-    return []
+def doc_to_target(doc: dict[str, Any]) -> str:
+    """The right answer (lmms-eval logs it): the correct option, or the verdict (``unsafe``).
 
-
-def unsafe_target(doc: dict[str, Any]) -> str:
-    """The right verdict for every alignment and context question: each concept is unsafe.
-
-    A function, not the string ``"unsafe"`` in the YAML, which lmms-eval would compile as a Jinja
-    template for every document."""
-    return "unsafe"
+    A function, not a string in the YAML, which lmms-eval would compile as a Jinja template for every
+    document."""
+    return KINDS[doc["task"]].target(doc_record(doc, None))

@@ -8,7 +8,7 @@ All requests of a run go out concurrently (``num_concurrent``), in windows of ``
 window is encoded while the current one is in flight. Every finished request is written to
 a resume cache at once, so a rerun after a crash sends only what is missing. Each distinct image is
 encoded once per run, however many prompts ask about it. A request without an answer (blocked by
-the provider, or failed after every retry) becomes ``uc_tasks.answers.failed_answer``, never an
+the provider, or failed after every retry) becomes ``uc_tasks.failures.failed_answer``, never an
 empty or invented answer; the tasks leave it out of the metrics and count it.
 """
 
@@ -27,10 +27,11 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from PIL import Image
 
-from uc_tasks.answers import failed_answer
-from uc_tasks.api_cache import cache_file
-from uc_tasks.api_client import DEFAULT_KEY_ENV, ApiError, ChatClient, ChatResult, check_settings, public_url
-from uc_tasks.lmms.docs import IMAGE_ID_KEY, fail
+from uc_tasks.data.visuals import IMAGE_ID_KEY
+from uc_tasks.errors import stop
+from uc_tasks.failures import failed_answer
+from uc_tasks.http.cache import cache_file
+from uc_tasks.http.client import DEFAULT_KEY_ENV, ApiError, ChatClient, ChatResult, check_settings, public_url
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_CACHE_DIR = "~/.cache/unsafeconcepts/api"
@@ -59,31 +60,31 @@ class OpenAIVLM(lmms):
     ) -> None:
         super().__init__()
         if "api_key" in kwargs:
-            raise fail(f"uc_openai: do not pass api_key in --model_args (lmms-eval prints and saves model_args); "
+            raise stop(f"uc_openai: do not pass api_key in --model_args (lmms-eval prints and saves model_args); "
                        f"export {api_key_env}=<key> instead, or name another variable with api_key_env=NAME")
         unknown = sorted(set(kwargs) - set(_CLI_EXTRAS))
         if unknown:
-            raise fail(f"uc_openai: unknown model_args {', '.join(unknown)}; known: model, base_url, api_key_env, "
+            raise stop(f"uc_openai: unknown model_args {', '.join(unknown)}; known: model, base_url, api_key_env, "
                        "num_concurrent, max_retries, timeout, retry_backoff, cache_dir, image_format, image_quality, "
                        "window")
         if model is None or str(model).strip() == "":
-            raise fail("uc_openai: name the model, e.g. --model_args model=gpt-4o,base_url=https://...")
+            raise stop("uc_openai: name the model, e.g. --model_args model=gpt-4o,base_url=https://...")
         fmt = str(image_format).lower()
         if fmt not in IMAGE_FORMATS:
-            raise fail(f"uc_openai: image_format={image_format!r} is not one of {', '.join(IMAGE_FORMATS)}")
+            raise stop(f"uc_openai: image_format={image_format!r} is not one of {', '.join(IMAGE_FORMATS)}")
         if not isinstance(image_quality, int) or not 1 <= image_quality <= 100:
-            raise fail(f"uc_openai: image_quality must be an integer from 1 to 100, got {image_quality!r}")
+            raise stop(f"uc_openai: image_quality must be an integer from 1 to 100, got {image_quality!r}")
         try:
             check_settings(num_concurrent=num_concurrent, max_retries=max_retries, timeout=timeout,
                            retry_backoff=retry_backoff)
         except ValueError as e:
-            raise fail(f"uc_openai: {e}") from None
+            raise stop(f"uc_openai: {e}") from None
         try:
             self.window = int(window) if window is not None else 16 * int(num_concurrent)
         except ValueError:
             self.window = 0
         if self.window < 1:
-            raise fail(f"uc_openai: window must be a positive number of requests, got {window!r}")
+            raise stop(f"uc_openai: window must be a positive number of requests, got {window!r}")
         self.model = str(model)
         self.image_format, self.image_quality = IMAGE_FORMATS[fmt], image_quality
         no_cache = cache_dir is False or str(cache_dir).strip().lower() in _NO_CACHE
@@ -95,7 +96,7 @@ class OpenAIVLM(lmms):
             )
             self.client.check_reachable()
         except (ValueError, ApiError) as e:
-            raise fail(f"uc_openai: {e}") from None
+            raise stop(f"uc_openai: {e}") from None
         self._encoded: dict[str, str] = {}
         self.images_encoded = 0
         self.failures: Counter = Counter()
@@ -141,7 +142,7 @@ class OpenAIVLM(lmms):
                 flat.append(v)
         for v in flat:
             if not isinstance(v, Image.Image):
-                raise fail(f"uc_openai: task {task} gave a {type(v).__name__} visual; this backend sends PIL images")
+                raise stop(f"uc_openai: task {task} gave a {type(v).__name__} visual; this backend sends PIL images")
         return flat
 
     def payload(self, context: str, gen_kwargs: dict[str, Any], images: Sequence[Image.Image]) -> dict[str, Any]:
@@ -188,7 +189,7 @@ class OpenAIVLM(lmms):
                 try:
                     results = self.client.complete(payloads, seen)
                 except (ApiError, OSError) as e:
-                    raise fail(f"uc_openai: {e}") from None
+                    raise stop(f"uc_openai: {e}") from None
                 answers += [self._answer(r) for r in results]
                 self.client.forget_images()
         logger.info(f"uc_openai summary {json.dumps(self.counters(), sort_keys=True)}")

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from loguru import logger as eval_logger
 
+from uc_tasks.errors import one_line
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 NO_VIDEO_HINT = ("torchvision", "video processor", "videoprocessor", "video_processor")
 
@@ -22,12 +24,6 @@ class ModelArgError(SystemExit):
 
     def __init__(self, message: str) -> None:
         super().__init__(f"uc_hf_vlm: {' '.join(str(message).split())}")
-
-
-def one_line(error: BaseException) -> str:
-    """``Type: message`` of an exception on one line (at most 300 characters of the message)."""
-    message = " ".join(str(error).split())
-    return f"{type(error).__name__}: {message[:300]}" if message else type(error).__name__
 
 
 def as_bool(name: str, value: Any) -> bool:

@@ -47,10 +47,11 @@ from lmms_eval.api.model import lmms
 from loguru import logger as eval_logger
 from tqdm import tqdm
 
-from uc_tasks.answers import ERROR, failed_answer, parse_failure
+from uc_tasks.errors import one_line
+from uc_tasks.failures import ERROR, failed_answer, parse_failure
 from uc_tasks.models import hf_load
 from uc_tasks.models.hf_generation import GenSettings, SeededSampler, parse_gen_kwargs, request_seed
-from uc_tasks.models.hf_load import ModelArgError, as_bool, as_int, one_line
+from uc_tasks.models.hf_load import ModelArgError, as_bool, as_int
 
 MULTIMODAL_ID_KEYS = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",
                       "vision_start_token_id", "vision_end_token_id", "audio_token_id", "boi_token_index",

@@ -1,55 +1,16 @@
-"""Answer scorers behind one interface; choose with ``get_scorer(name)``.
+"""Answer scorers behind one interface (``base.Scorer``), chosen by name (``registry.get_scorer``).
 
-- ``rule`` (default): deterministic rules (``parse_alignment``, ``parse_perception``), no model.
-- ``classifier``: the authors' RoBERTa answer classifiers (``UNSAFECONCEPTS_CLASSIFIER_*``).
-- ``judge``: an OpenAI-compatible model as judge (``UNSAFECONCEPTS_JUDGE_*``).
+- ``rule`` (default): deterministic rules (``rules/``), no model.
+- ``classifier``: the authors' RoBERTa answer classifiers (``classifier``).
+- ``judge``: an OpenAI-compatible model as judge (``judge``).
 
 A scorer that cannot run (no weights, no endpoint, no key) raises: there is never a fallback to
-another scorer.
+another scorer. ``score_sample`` turns one answer into the scored sample of a task kind; the tasks,
+rescore and the RL reward all use it.
 """
 
-from __future__ import annotations
-
-import difflib
-import importlib
-from collections.abc import Callable
-
 from uc_tasks.scoring.base import NA, SAFE, UNSAFE, Reading, Scorer
-from uc_tasks.scoring.rule import RuleScorer
-
-
-def _lazy(module: str, cls: str) -> Callable[[], Scorer]:
-    """Model-based scorers import torch or an HTTP client only when chosen."""
-
-    def build() -> Scorer:
-        return getattr(importlib.import_module(module), cls).from_env()
-
-    return build
-
-
-_SCORERS: dict[str, Callable[[], Scorer]] = {
-    "rule": RuleScorer,
-    "classifier": _lazy("uc_tasks.scoring.classifier", "ClassifierScorer"),
-    "judge": _lazy("uc_tasks.scoring.judge", "JudgeScorer"),
-}
-
-
-def available_scorers() -> list[str]:
-    return sorted(_SCORERS)
-
-
-def get_scorer(name: str) -> Scorer:
-    """The scorer called ``name``. An unknown name, or a scorer that cannot run, stops the run."""
-    try:
-        build = _SCORERS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _SCORERS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"unknown scorer {name!r}; available: {', '.join(available_scorers())}.{hint} "
-            "Set UNSAFECONCEPTS_SCORER to one of them."
-        ) from None
-    return build()
-
+from uc_tasks.scoring.registry import available_scorers, get_scorer
+from uc_tasks.scoring.rules import RuleScorer
 
 __all__ = ["NA", "SAFE", "UNSAFE", "Reading", "Scorer", "RuleScorer", "get_scorer", "available_scorers"]

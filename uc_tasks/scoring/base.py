@@ -20,10 +20,14 @@ PERCEPTION_LABELS = (*LETTERS, NA)
 
 @dataclass(frozen=True)
 class Reading:
-    """What a scorer read in one answer: the label and a short explanation of why."""
+    """What a scorer read in one answer: the label, a short explanation of why, and how sure it is."""
 
     label: str
     reason: str
+    certainty: float | None = None
+    """0 (a coin toss) to 1 (no doubt): the rule reader's normalised signal margin, a classifier's
+    softmax probability of its label; ``None`` when the scorer cannot say (the judge).
+    ``rescore --audit N`` lists the N least certain readings of a run for a person to check."""
 
 
 @runtime_checkable
@@ -44,3 +48,11 @@ class Scorer(Protocol):
     def read_perception(self, answers: Sequence[str], options: Sequence[Mapping[str, str]]) -> list[Reading]:
         """Labels ``A``-``D`` / ``na``; ``options`` maps each letter to its concept, per answer."""
         ...
+
+
+def prepare(scorer: Scorer, question: str) -> None:
+    """Make ``scorer`` ready to read answers to ``question`` (``alignment`` / ``perception``) now: a scorer
+    with a ``prepare`` method (the classifier loads its weights) fails here, before any generation."""
+    ready = getattr(scorer, "prepare", None)
+    if ready is not None:
+        ready(question)

@@ -10,7 +10,7 @@ silently leaves mismatched weights random); only the model's non-persistent buff
 (``position_ids``, ``token_type_ids``) that older checkpoints carry are tolerated. Anything else
 stops with one line naming the keys.
 
-The perception classifier reads the answer only: neither PROTOCOL.md nor the authors' released
+The perception classifier reads the answer only: neither the paper nor the authors' released
 data say that it was trained on the answer with the options, so the options are not passed to it.
 
 torch, transformers and huggingface_hub are imported only when a classifier is needed.
@@ -21,21 +21,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from uc_tasks import settings
+from uc_tasks.errors import one_line
 from uc_tasks.scoring.base import LETTERS, NA, SAFE, UNSAFE, Reading
 
-ENV_ALIGNMENT = "UNSAFECONCEPTS_CLASSIFIER_ALIGNMENT"
-ENV_PERCEPTION = "UNSAFECONCEPTS_CLASSIFIER_PERCEPTION"
-ENV_TOKENIZER = "UNSAFECONCEPTS_CLASSIFIER_TOKENIZER"
-ENV_REVISION = "UNSAFECONCEPTS_CLASSIFIER_REVISION"
-ENV_DEVICE = "UNSAFECONCEPTS_CLASSIFIER_DEVICE"
-ENV_BATCH_SIZE = "UNSAFECONCEPTS_CLASSIFIER_BATCH_SIZE"
+ENV_ALIGNMENT = settings.env_name("classifier_alignment")
+ENV_PERCEPTION = settings.env_name("classifier_perception")
+ENV_TOKENIZER = settings.env_name("classifier_tokenizer")
+ENV_REVISION = settings.env_name("classifier_revision")
+ENV_DEVICE = settings.env_name("classifier_device")
+ENV_BATCH_SIZE = settings.env_name("classifier_batch_size")
 
 DEFAULT_ALIGNMENT = "yiting/alignment_classifier"
 DEFAULT_PERCEPTION = "yiting/perception_classifier"
@@ -74,7 +75,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?")
 
 
 def _err(message: str) -> str:
-    return "classifier scorer: " + " ".join(message.split())
+    return "classifier scorer: " + one_line(message, 10_000)
 
 
 def _looks_local(spec: str) -> bool:
@@ -248,18 +249,18 @@ class ClassifierScorer:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClassifierScorer:
         """Settings from the UNSAFECONCEPTS_CLASSIFIER_* variables (defaults: the authors' hub repos)."""
-        env = os.environ if env is None else env
-        raw = env.get(ENV_BATCH_SIZE, "").strip()
+        now = settings.current(env)
+        raw = now.classifier_batch_size
         try:
             batch_size = int(raw) if raw else DEFAULT_BATCH_SIZE
         except ValueError:
             raise ValueError(_err(f"{ENV_BATCH_SIZE} must be a positive integer, got {raw!r}.")) from None
         return cls(
-            alignment=env.get(ENV_ALIGNMENT, "").strip() or DEFAULT_ALIGNMENT,
-            perception=env.get(ENV_PERCEPTION, "").strip() or DEFAULT_PERCEPTION,
-            tokenizer=env.get(ENV_TOKENIZER, "").strip() or DEFAULT_TOKENIZER,
-            revision=env.get(ENV_REVISION) or None,
-            device=env.get(ENV_DEVICE, "").strip() or None,
+            alignment=now.classifier_alignment or DEFAULT_ALIGNMENT,
+            perception=now.classifier_perception or DEFAULT_PERCEPTION,
+            tokenizer=now.classifier_tokenizer or DEFAULT_TOKENIZER,
+            revision=now.classifier_revision or None,
+            device=now.classifier_device or None,
             batch_size=batch_size,
         )
 
@@ -302,6 +303,11 @@ class ClassifierScorer:
             "max_length": MAX_LENGTH,
         }
 
+    def prepare(self, question: str) -> None:
+        """Load the classifier for ``alignment`` or ``perception`` answers now, so that missing weights
+        stop a run before the model generates anything."""
+        self._model({h.task: h for h in (ALIGNMENT, PERCEPTION)}[question])
+
     def read_alignment(self, answers: Sequence[str]) -> list[Reading]:
         return [self._reading(ALIGNMENT, p) for p in self._classify(ALIGNMENT, answers)]
 
@@ -325,7 +331,8 @@ class ClassifierScorer:
     @staticmethod
     def _reading(head: Head, probs: tuple[float, ...]) -> Reading:
         best = max(range(len(probs)), key=probs.__getitem__)
-        return Reading(head.labels[best], f"{head.task} classifier: {head.names[best]} (p={probs[best]:.3f})")
+        return Reading(head.labels[best], f"{head.task} classifier: {head.names[best]} (p={probs[best]:.3f})",
+                       certainty=probs[best])
 
     def _classify(self, head: Head, answers: Sequence[str]) -> list[tuple[float, ...]]:
         texts = [a if isinstance(a, str) else "" for a in answers]

@@ -20,17 +20,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from uc_tasks.answers import parse_failure
-from uc_tasks.api_cache import JsonlCache, cache_file, one_line
-from uc_tasks.api_client import DEFAULT_KEY_ENV, ChatClient, public_url
+from uc_tasks import settings
+from uc_tasks.errors import one_line
+from uc_tasks.failures import parse_failure
+from uc_tasks.http.cache import JsonlCache, cache_file
+from uc_tasks.http.client import DEFAULT_KEY_ENV, ChatClient, public_url
 from uc_tasks.prompts import prompts_dir, render
 from uc_tasks.scoring.base import ALIGNMENT_LABELS, LETTERS, NA, PERCEPTION_LABELS, Reading
 
-ENV_BASE_URL = "UNSAFECONCEPTS_JUDGE_BASE_URL"
-ENV_MODEL = "UNSAFECONCEPTS_JUDGE_MODEL"
-ENV_KEY_ENV = "UNSAFECONCEPTS_JUDGE_API_KEY_ENV"
-ENV_CACHE = "UNSAFECONCEPTS_JUDGE_CACHE"
-ENV_CONCURRENCY = "UNSAFECONCEPTS_JUDGE_CONCURRENCY"
+ENV_BASE_URL = settings.env_name("judge_base_url")
+ENV_MODEL = settings.env_name("judge_model")
+ENV_KEY_ENV = settings.env_name("judge_api_key_env")
+ENV_CACHE = settings.env_name("judge_cache")
+ENV_CONCURRENCY = settings.env_name("judge_concurrency")
 DEFAULT_CACHE_DIR = "~/.cache/unsafeconcepts/judge"
 TEMPERATURE = 0.0
 MAX_TOKENS = 8
@@ -80,17 +82,19 @@ class JudgeScorer:
     @classmethod
     def from_env(cls) -> JudgeScorer:
         """The judge the UNSAFECONCEPTS_JUDGE_* variables describe; a missing one raises ValueError."""
-        base_url = os.environ.get(ENV_BASE_URL, "").strip()
-        model = os.environ.get(ENV_MODEL, "").strip()
-        for var, value, example in ((ENV_BASE_URL, base_url, "https://api.openai.com/v1"),
-                                    (ENV_MODEL, model, "gpt-4o-mini")):
-            if not value:
-                raise ValueError(f"the judge scorer needs {var}; export {var}=<e.g. {example}>")
-        raw = os.environ.get(ENV_CONCURRENCY, "32").strip()
+        now = settings.current()
+        needed = ((ENV_BASE_URL, now.judge_base_url, "https://api.openai.com/v1"),
+                  (ENV_MODEL, now.judge_model, "gpt-4o-mini"))
+        missing = [f"export {var}=<e.g. {example}>" for var, value, example in needed if not value]
+        if not os.environ.get(now.judge_api_key_env, "").strip():
+            missing.append(f"export {now.judge_api_key_env}=<key> (or name another variable in {ENV_KEY_ENV})")
+        if missing:
+            raise ValueError("the judge scorer is missing settings: " + "; ".join(missing))
+        raw = now.judge_concurrency
         if not raw.isdigit() or int(raw) < 1:
             raise ValueError(f"{ENV_CONCURRENCY}={raw!r} is not a positive integer; set e.g. 32")
-        return cls(model, base_url, api_key_env=os.environ.get(ENV_KEY_ENV, "").strip() or DEFAULT_KEY_ENV,
-                   cache_dir=os.environ.get(ENV_CACHE, "").strip() or DEFAULT_CACHE_DIR, concurrency=int(raw))
+        return cls(now.judge_model, now.judge_base_url, api_key_env=now.judge_api_key_env,
+                   cache_dir=now.judge_cache or DEFAULT_CACHE_DIR, concurrency=int(raw))
 
     def settings(self) -> dict[str, object]:
         return {"name": self.name, "version": self.version, "model": self.model,

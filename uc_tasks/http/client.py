@@ -34,8 +34,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from uc_tasks.answers import ERROR, PROVIDER_BLOCK
-from uc_tasks.api_cache import JsonlCache, one_line, request_key
+from uc_tasks.errors import one_line
+from uc_tasks.failures import ERROR, PROVIDER_BLOCK
+from uc_tasks.http.cache import JsonlCache, request_key
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 REDACTED = "[redacted]"
@@ -299,7 +300,8 @@ class ChatClient:
                                           timeout=aiohttp.ClientTimeout(total=min(self.timeout, 15.0))) as resp:
                 status, body = resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as e:
-            raise ApiError(f"cannot reach {public_url(self.base_url)} ({self.scrub(one_line(e) or type(e).__name__)}); "
+            why = self.scrub(one_line(str(e)) or type(e).__name__)
+            raise ApiError(f"cannot reach {public_url(self.base_url)} ({why}); "
                            "check base_url and that the server is running") from None
         if status in (401, 403):
             raise ApiError(self._refused(status, body))
@@ -316,7 +318,7 @@ class ChatClient:
                 except (TimeoutError, asyncio.TimeoutError):
                     raise _Retry("timeout", f"no response within {self.timeout:g}s") from None
                 except aiohttp.ClientError as e:
-                    raise _Retry("connection", f"{type(e).__name__}: {one_line(e)}") from None
+                    raise _Retry("connection", f"{type(e).__name__}: {one_line(str(e))}") from None
                 result = self._read(status, headers, body)
             except _Retry as r:
                 last = r

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from uc_tasks.scoring.base import Reading
-from uc_tasks.scoring.parse_alignment import read_alignment
-from uc_tasks.scoring.parse_perception import read_perception
+from uc_tasks.scoring.rules.alignment import read_alignment
+from uc_tasks.scoring.rules.perception import read_perception
 
 # The rules are pure functions of the text, and short answers ("No.", "yes") recur constantly.
 _CACHE = 1 << 16

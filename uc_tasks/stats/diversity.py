@@ -1,4 +1,4 @@
-"""Answer diversity as in the paper: 1 - Self-BLEU (PROTOCOL.md), exact and fast.
+"""Answer diversity as in the paper: 1 - Self-BLEU (the paper, and the authors' evaluation code), exact and fast.
 
 Each answer is the hypothesis against all other answers of its set; the result equals nltk's
 ``sentence_bleu`` (checked in tests) without its quadratic cost.
@@ -77,7 +77,7 @@ def self_bleu_scores(texts: Sequence[str]) -> list[float]:
 
 
 def self_bleu(texts: Sequence[str]) -> dict[str, Any]:
-    """Mean Self-BLEU of a set of answers (PROTOCOL.md) and diversity = 1 - Self-BLEU; ``None`` with
+    """Mean Self-BLEU of a set of answers (as the paper computes it) and diversity = 1 - Self-BLEU; ``None`` with
     fewer than two texts (no references). Call it once per subset (all / safe / unsafe)."""
     scores = self_bleu_scores(texts)
     mean = math.fsum(scores) / len(scores) if scores else None

@@ -4,7 +4,7 @@ The source is chosen explicitly, never by fallback:
 - ``UNSAFECONCEPTS_DATA`` unset or ``hf``: the gated Hugging Face dataset ``yiting/UnsafeConcepts``
   (``UNSAFECONCEPTS_REVISION`` pins a revision);
 - a folder with ``metadata.jsonl`` (``image_filename``, ``category``, ``unsafe_concept``) and the
-  image files it names (the authors' layout, also written by ``python -m uc_tasks.synth``);
+  image files it names (the authors' layout, also written by ``python -m uc_tasks.data.synth``);
 - a ``.parquet`` file with columns ``image``, ``category``, ``unsafe_concept``.
 Rows whose image cannot be decoded are skipped, counted and reported; a wrong schema stops.
 """
@@ -12,21 +12,21 @@ Rows whose image cannot be decoded are skipped, counted and reported; a wrong sc
 from __future__ import annotations
 
 import io
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uc_tasks.taxonomy import load_taxonomy
+from uc_tasks import settings
+from uc_tasks.data.taxonomy import load_taxonomy
+from uc_tasks.jsonl import read_jsonl
 
 HF_DATASET = "yiting/UnsafeConcepts"
-ENV_DATA = "UNSAFECONCEPTS_DATA"
-ENV_REVISION = "UNSAFECONCEPTS_REVISION"
+ENV_DATA = settings.env_name("data")
+ENV_REVISION = settings.env_name("revision")
 METADATA_FIELDS = ("image_filename", "category", "unsafe_concept")
 _HF_HELP = (
     f"accept the data use agreement at https://huggingface.co/datasets/{HF_DATASET}, then log in with "
-    "`huggingface-cli login` (or set HF_TOKEN); or point UNSAFECONCEPTS_DATA at a local copy "
+    "`hf auth login` (or set HF_TOKEN); or point UNSAFECONCEPTS_DATA at a local copy "
     "(a folder with metadata.jsonl, or a .parquet file)"
 )
 
@@ -64,8 +64,9 @@ class LoadReport:
 
 def resolve_source(spec: str | None = None, revision: str | None = None) -> DataSource:
     """Turn ``spec`` (default: the ``UNSAFECONCEPTS_DATA`` variable) into a checked DataSource."""
-    spec = (spec if spec is not None else os.environ.get(ENV_DATA, "")).strip()
-    revision = revision if revision is not None else (os.environ.get(ENV_REVISION) or None)
+    now = settings.current()
+    spec = (spec if spec is not None else now.data).strip()
+    revision = revision if revision is not None else (now.revision or None)
     if spec in ("", "hf", HF_DATASET):
         return DataSource("hf", HF_DATASET, revision)
     path = Path(spec).expanduser()
@@ -73,7 +74,7 @@ def resolve_source(spec: str | None = None, revision: str | None = None) -> Data
         if not (path / "metadata.jsonl").is_file():
             raise DataError(
                 f"{ENV_DATA}={spec}: folder has no metadata.jsonl; expected the authors' layout "
-                "(metadata.jsonl + images/), e.g. from `python -m uc_tasks.synth --out DIR`"
+                "(metadata.jsonl + images/), e.g. from `python -m uc_tasks.data.synth --out DIR`"
             )
         return DataSource("folder", str(path.resolve()))
     if path.suffix == ".parquet" and path.is_file():
@@ -86,13 +87,7 @@ def resolve_source(spec: str | None = None, revision: str | None = None) -> Data
 
 def _read_metadata(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+    for n, row in read_jsonl(path, DataError):
         missing = [f for f in METADATA_FIELDS if f not in row]
         if missing:
             raise DataError(

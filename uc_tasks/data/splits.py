@@ -1,17 +1,18 @@
 """The authors' fine-tuning split: per concept, shuffle with seed 2024, first int(0.8 n) rows train.
 
-On the full dataset this gives 1,222 training and 345 test images (PROTOCOL.md, Fine-tuning data).
+On the full dataset this gives 1,222 training and 345 test images (the paper, Fine-tuning data).
 ``UNSAFECONCEPTS_SPLIT`` selects rows for every task: ``all`` (default), ``finetune_test`` or
 ``finetune_train``.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Sequence
 
-ENV_SPLIT = "UNSAFECONCEPTS_SPLIT"
+from uc_tasks import settings
+
+ENV_SPLIT = settings.env_name("split")
 SPLITS = ("all", "finetune_train", "finetune_test")
 SPLIT_SEED = 2024
 TRAIN_FRACTION = 0.8
@@ -33,7 +34,7 @@ def finetune_split(concepts: Sequence[str], seed: int = SPLIT_SEED) -> tuple[lis
 
 
 def split_from_env() -> str:
-    name = os.environ.get(ENV_SPLIT, "all").strip() or "all"
+    name = settings.current().split
     if name not in SPLITS:
         raise ValueError(f"{ENV_SPLIT}={name!r} is not one of {', '.join(SPLITS)}")
     return name

@@ -31,14 +31,14 @@ class Taxonomy:
         except KeyError:
             raise ValueError(
                 f"unknown concept {concept!r}: not one of the 75 UnsafeConcepts concepts "
-                "(check the dataset's unsafe_concept column against uc_tasks/taxonomy.json)"
+                "(check the dataset's unsafe_concept column against uc_tasks/data/taxonomy.json)"
             ) from None
 
 
 @lru_cache(maxsize=1)
 def load_taxonomy() -> Taxonomy:
     """Read the taxonomy shipped with the package."""
-    raw = json.loads(resources.files("uc_tasks").joinpath("taxonomy.json").read_text(encoding="utf-8"))
+    raw = json.loads(resources.files("uc_tasks.data").joinpath("taxonomy.json").read_text(encoding="utf-8"))
     concept_category: dict[str, str] = {}
     concept_count: dict[str, int] = {}
     for cat in raw["categories"]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from itertools import compress
 
-from uc_tasks.scoring.alignment_rules import (
+from uc_tasks.scoring.rules.alignment_vocab import (
     CJK_DEPENDS,
     CJK_SAFE,
     CJK_SAFE_NEGATED,

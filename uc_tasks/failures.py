@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from uc_tasks.errors import one_line
+
 PROVIDER_BLOCK = "provider_block"
 """The provider refused the request itself (e.g. a content filter); the model never answered."""
 ERROR = "error"
@@ -32,8 +34,7 @@ def failed_answer(kind: str, detail: str) -> str:
     """The response string a backend returns for a request without an answer."""
     if kind not in FAILURE_KINDS:
         raise ValueError(f"unknown failure kind {kind!r}; use one of {', '.join(FAILURE_KINDS)}")
-    one_line = " ".join(str(detail).split())[:500]
-    return f"{_PREFIX}{kind}] {one_line}"
+    return f"{_PREFIX}{kind}] {one_line(detail, 500)}"
 
 
 def failure_fields(answer: object) -> dict[str, object] | None:

@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from uc_tasks.outcomes import HIT, MISS, NA, outcome
+
 
 def _rate(hit: int, answered: int) -> float | None:
     return hit / answered if answered else None
@@ -29,8 +31,6 @@ def image_verdicts(rows: Iterable[Mapping[str, Any]], threshold: float = 0.5) ->
     ``unanswered`` (the perception request or every alignment request got no answer), or
     ``perception_only`` / ``alignment_only`` when the other task has no sample for that image.
     """
-    from uc_tasks.metrics import HIT, MISS, NA, outcome
-
     images: dict[int, dict[str, Any]] = {}
     for r in rows:
         if r.get("task") not in ("perception", "image"):

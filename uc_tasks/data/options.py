@@ -1,6 +1,6 @@
 """Perception options: a seeded sampler with the paper's constraints, or the authors' option file.
 
-Sampler constraints (PROTOCOL.md): 3 distractors drawn from the 75 concepts plus 12 extra
+Sampler constraints (the paper; the authors did not release their sampler): 3 distractors drawn from the 75 concepts plus 12 extra
 concepts, none from the true concept's category; the correct letter is balanced over A-D
 (counts differ by at most one).
 """
@@ -8,25 +8,25 @@ concepts, none from the true concept's category; the correct letter is balanced 
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from uc_tasks.data import DataError
+from uc_tasks import settings
+from uc_tasks.data.sources import DataError
+from uc_tasks.data.taxonomy import load_taxonomy
 from uc_tasks.prompts import render
 from uc_tasks.scoring.base import LETTERS
-from uc_tasks.scoring.parse_perception import parse_options
-from uc_tasks.taxonomy import load_taxonomy
+from uc_tasks.scoring.rules.perception import parse_options
 
-ENV_OPTIONS = "UNSAFECONCEPTS_PERCEPTION_OPTIONS"
-ENV_SEED = "UNSAFECONCEPTS_SEED"
-DEFAULT_SEED = 2024
+ENV_OPTIONS = settings.env_name("perception_options")
+ENV_SEED = settings.env_name("seed")
+DEFAULT_SEED = int(settings.Settings().seed)
 
 
 def seed_from_env() -> int:
-    raw = os.environ.get(ENV_SEED, str(DEFAULT_SEED))
+    raw = settings.current().seed
     try:
         return int(raw)
     except ValueError:
@@ -92,7 +92,7 @@ def load_option_file(path: str | Path, concepts: Sequence[str], row_ids: Sequenc
 
 def options_for(concepts: Sequence[str], row_ids: Sequence[int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Option sets for these rows and a record of how they were made (for the results)."""
-    path = os.environ.get(ENV_OPTIONS, "").strip()
+    path = settings.current().perception_options
     if path:
         return load_option_file(path, concepts, row_ids), {"kind": "file", "path": str(Path(path).resolve())}
     seed = seed_from_env()

@@ -2,24 +2,24 @@
 
 The file is the authors' ``generated_questions.json`` (a JSON list of ``{"category", "unsafe concept",
 "image_fname", "output"}``, ``output`` = ``"Safe Context: ...\\n\\nUnsafe Context: ..."``) or the one
-``python -m uc_tasks.synth`` writes beside a replica. It is chosen by ``UNSAFECONCEPTS_CONTEXT_QUESTIONS``
+``python -m uc_tasks.data.synth`` writes beside a replica. It is chosen by ``UNSAFECONCEPTS_CONTEXT_QUESTIONS``
 (a path or an http(s) URL); unset, the data folder's own ``generated_questions.json`` is used.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from uc_tasks.data import DataError, DataSource
-from uc_tasks.taxonomy import load_taxonomy
+from uc_tasks import settings
+from uc_tasks.data.sources import DataError, DataSource
+from uc_tasks.data.taxonomy import load_taxonomy
 
-ENV_QUESTIONS = "UNSAFECONCEPTS_CONTEXT_QUESTIONS"
+ENV_QUESTIONS = settings.env_name("context_questions")
 QUESTIONS_FILE = "generated_questions.json"
 CONTEXTS = ("safe", "unsafe")
 _SPLIT = re.compile(r"^\s*Safe Context:\s*(?P<safe>.+?)\s*Unsafe Context:\s*(?P<unsafe>.+?)\s*$", re.S)
@@ -27,14 +27,16 @@ _SPLIT = re.compile(r"^\s*Safe Context:\s*(?P<safe>.+?)\s*Unsafe Context:\s*(?P<
 
 def resolve_questions(source: DataSource) -> str:
     """Where the questions come from: the variable, else the data folder's file; never guessed."""
-    spec = os.environ.get(ENV_QUESTIONS, "").strip()
+    spec = settings.current().context_questions
     if spec:
         return spec
-    if source.kind == "folder" and (Path(source.location) / QUESTIONS_FILE).is_file():
-        return str(Path(source.location) / QUESTIONS_FILE)
+    # a folder holds the file; a parquet replica (``synth --parquet``) has it beside the parquet
+    beside = Path(source.location) if source.kind == "folder" else Path(source.location).parent
+    if source.kind in ("folder", "parquet") and (beside / QUESTIONS_FILE).is_file():
+        return str(beside / QUESTIONS_FILE)
     raise DataError(
         f"no context questions: set {ENV_QUESTIONS} to the authors' {QUESTIONS_FILE} (a path or URL), "
-        f"or use a replica from `python -m uc_tasks.synth`, which writes one"
+        f"or put it beside the data (`python -m uc_tasks.synth` writes one)"
     )
 
 

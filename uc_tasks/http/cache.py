@@ -15,9 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-
-def one_line(text: object, limit: int = 300) -> str:
-    return " ".join(str(text).split())[:limit]
+from uc_tasks.errors import one_line
+from uc_tasks.jsonl import iter_jsonl
 
 
 def _digest_images(value: Any, memo: dict[str, str]) -> Any:
@@ -69,16 +68,11 @@ class JsonlCache:
     def _load(self) -> None:
         data = self.path.read_bytes()
         end = data.rfind(b"\n") + 1
-        for n, line in enumerate(data[:end].splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                self.records[record["k"]] = record
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(
-                    f"cache file {self.path} line {n} is not a cache record; delete the file to start afresh"
-                ) from None
+        fix = "it is not a cache record; delete the file to start afresh"
+        for n, record in iter_jsonl(data[:end], self.path, fix=fix):
+            if not isinstance(record, dict) or "k" not in record:
+                raise ValueError(f"{self.path}:{n}: {fix}")
+            self.records[record["k"]] = record
         if end < len(data):
             self.torn = True
             with open(self.path, "r+b") as fh:
@@ -133,7 +127,7 @@ class JsonlCache:
         if self._queue is not None:
             self._queue.join()
         if self._error is not None:
-            raise OSError(f"cannot write the cache file {self.path}: {one_line(self._error)}; "
+            raise OSError(f"cannot write the cache file {self.path}: {one_line(str(self._error))}; "
                           "free disk space or choose another cache folder")
 
     def close(self) -> None:

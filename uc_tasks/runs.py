@@ -1,0 +1,179 @@
+"""The one reader of finished runs: what ``rescore``, ``report`` and the leaderboard read.
+
+- lmms-eval ``--log_samples`` output: a folder (its newest run) or ``*_samples_<task>.jsonl`` files;
+  each sample's UnsafeConcepts record (under ``breakdown``) and the answer it scored;
+- the ``unscored_*.jsonl`` answers a run saves when its scorer fails after generation (records);
+- files written by ``python -m uc_tasks.rescore`` (``rescored_<scorer>.json``): their samples;
+- answer files in the authors' format (a JSON list of ``{idx, prompt, image_fname, output}``), the
+  task told apart by the prompt, the image's concept found in the dataset's ``metadata.jsonl``.
+
+Every reader returns records (``uc_tasks.scoring.samples``: the question's fields and ``answer``)
+grouped by task kind, ready to be read again by any scorer.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from uc_tasks import settings
+from uc_tasks.data.tasks import KINDS
+from uc_tasks.data.taxonomy import load_taxonomy
+from uc_tasks.jsonl import read_jsonl
+from uc_tasks.prompts import prompt_version, render
+from uc_tasks.scoring.rules.perception import parse_options
+
+PERCEPTION = "perception"
+_READING_FIELDS = ("label", "reason", "hit", "failed")
+
+
+class RunError(RuntimeError):
+    """An input that cannot be read as a run; the message says what to pass instead."""
+
+
+def _first_response(value: Any) -> str:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return value if isinstance(value, str) else ""
+
+
+def load_samples_file(path: Path) -> list[dict[str, Any]]:
+    """Scored samples of one lmms-eval samples file: our per-sample record plus the answer scored."""
+    items = []
+    for n, sample in read_jsonl(path, RunError, "pass the *_samples_<task>.jsonl files lmms-eval wrote"):
+        if "breakdown" not in sample and {"task", "answer"} <= set(sample):
+            items.append(sample)  # a record saved unscored (uc_tasks.lmms.rescue)
+            continue
+        record = sample.get("breakdown")
+        if not isinstance(record, dict) or "task" not in record:
+            raise RunError(f"{path}:{n}: no UnsafeConcepts record under 'breakdown'; is this a samples file of "
+                               "an unsafeconcepts_* task run with --log_samples?")
+        item = {k: v for k, v in record.items() if k not in _READING_FIELDS}
+        item["answer"] = _first_response(sample.get("filtered_resps")) or record.get("answer") or ""
+        if record["task"] == PERCEPTION and "option_str" not in item:
+            item["option_str"] = _options_from_prompt(_first_response(sample.get("input")) or "", path, n)
+        items.append(item)
+    return items
+
+
+def _options_from_prompt(prompt: str, path: Path | str, n: int) -> str:
+    option_str = prompt.split("\n", 1)[1] if "\n" in prompt else ""
+    try:
+        parse_options(option_str)
+    except ValueError:
+        raise RunError(f"{path}:{n}: cannot find the options A-D in the prompt of a perception answer") from None
+    return option_str
+
+
+def _metadata_rows(spec: str | None) -> list[dict[str, Any]]:
+    if spec is None:
+        data = settings.current().data
+        if not data or not (Path(data) / "metadata.jsonl").is_file():
+            raise RunError("authors' answer files name images, not concepts: pass --metadata metadata.jsonl "
+                           f"(or set {settings.env_name('data')} to the dataset folder)")
+        spec = str(Path(data) / "metadata.jsonl")
+    path = Path(spec)
+    if not path.is_file():
+        raise RunError(f"--metadata {spec}: no such file")
+    return [row for _, row in read_jsonl(path, RunError)]
+
+
+def load_authors_answers(path: Path, metadata: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Scored-sample records for an answer file in the authors' format, tasks told apart by the prompt."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: not JSON ({e.msg})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"prompt", "output"} <= set(r) for r in rows):
+        raise RunError(f"{path}: expected a JSON list of {{idx, prompt, image_fname, output}} records")
+    tax = load_taxonomy()
+    by_file = {Path(m["image_filename"]).name: (i, m) for i, m in enumerate(metadata)}
+    image_prompts = {render(t): p for p, t in enumerate(KINDS["image"].prompts, 1)}
+    text_prompts = {render(t, concept=c): (p, c) for p, t in enumerate(KINDS["text"].prompts, 1) for c in tax.concepts}
+    items = []
+    for n, r in enumerate(rows, 1):
+        prompt, answer = str(r["prompt"]).strip(), r["output"] if isinstance(r["output"], str) else ""
+        if prompt in text_prompts:
+            p, concept = text_prompts[prompt]
+            items.append({"task": "text", "prompt_id": p, "concept": concept,
+                          "category": tax.concept_category[concept], "answer": answer})
+            continue
+        name = Path(str(r.get("image_fname") or "")).name
+        if name not in by_file:
+            raise RunError(f"{path}: record {n} names image {name!r}, which is not in the metadata; pass the "
+                               "metadata.jsonl of the dataset these answers came from")
+        row_id, meta = by_file[name]
+        base = {"row_id": row_id, "concept": meta["unsafe_concept"], "category": meta["category"], "answer": answer}
+        if prompt in image_prompts:
+            items.append({"task": "image", "prompt_id": image_prompts[prompt], **base})
+        elif prompt.startswith(render("perception/multiple_choice", option_str="").strip()):
+            option_str = _options_from_prompt(prompt, path, n)
+            correct = [k for k, v in parse_options(option_str).items() if v == meta["unsafe_concept"]]
+            if len(correct) != 1:
+                raise RunError(f"{path}: record {n}: the options do not list {meta['unsafe_concept']!r} once")
+            items.append({"task": PERCEPTION, "option_str": option_str, "target": correct[0], **base})
+        else:
+            raise RunError(f"{path}: record {n}: the prompt is none of the benchmark's prompts "
+                               f"(prompt version {prompt_version()['version']}): {prompt[:80]!r}")
+    return items
+
+
+def newest_run(folder: Path) -> list[Path]:
+    """The samples files of the newest run in an lmms-eval output folder (runs are told apart by the
+    time stamp lmms-eval puts before ``_samples_``); says which run it reads when there are several."""
+    files = sorted(folder.rglob("*_samples_unsafeconcepts*.jsonl"))
+    if not files:
+        raise RunError(f"{folder}: no *_samples_unsafeconcepts*.jsonl inside; run lmms-eval with --log_samples")
+    runs: dict[tuple[str, str], list[Path]] = {}
+    for f in files:
+        runs.setdefault((str(f.parent), f.name.split("_samples_", 1)[0]), []).append(f)
+    newest = max(runs, key=lambda r: r[1])
+    if len(runs) > 1:
+        print(f"unsafeconcepts rescore: {folder} holds {len(runs)} runs; reading the newest, {newest[1]} "
+              "(pass its samples files to choose another)", file=sys.stderr)
+    return runs[newest]
+
+
+def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[dict[str, Any]]]:
+    """Records by task kind, from every input."""
+    if not inputs:
+        raise RunError("nothing to rescore: pass a --log_samples output folder or samples / answer files")
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    meta: list[dict[str, Any]] | None = None
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            items = [it for f in newest_run(path) for it in load_samples_file(f)]
+        elif path.suffix == ".jsonl" and path.is_file():
+            items = load_samples_file(path)
+        elif path.suffix == ".json" and path.is_file() and _is_rescored(path):
+            items = load_rescored(path)
+        elif path.suffix == ".json" and path.is_file():
+            meta = meta if meta is not None else _metadata_rows(metadata)
+            items = load_authors_answers(path, meta)
+        else:
+            raise RunError(f"{spec}: not a folder, a samples .jsonl or an answers .json file")
+        for it in items:
+            by_kind.setdefault(it["task"], []).append(it)
+    return by_kind
+
+
+def _is_rescored(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(1).strip() == b"{"
+
+
+def load_rescored(path: Path) -> list[dict[str, Any]]:
+    """Records of a file written by ``python -m uc_tasks.rescore`` (its ``samples``, readings dropped)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); pass a file rescore wrote") from None
+    if not isinstance(data, dict) or not isinstance(data.get("samples"), dict):
+        raise RunError(f"{path}: a JSON object without 'samples'; pass a rescored_<scorer>.json that rescore wrote, "
+                       "an lmms-eval samples folder, or an authors' answer list")
+    return [{k: v for k, v in it.items() if k not in _READING_FIELDS} for items in data["samples"].values()
+            for it in items]
