@@ -58,8 +58,9 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         raise ValueError(f"{name}: expected {getattr(base, '__name__', base)}, got {value!r}") from None
 
 
-def parse_config(cls: type[C], argv: list[str] | None, description: str) -> C:
-    """Build ``cls`` from ``--config file.yaml`` and ``--field value`` flags (``--field-name`` also works)."""
+def parse_config(cls: type[C], argv: list[str] | None, description: str, positional: str | None = None) -> C:
+    """Build ``cls`` from ``--config file.yaml`` and ``--field value`` flags (``--field-name`` also works);
+    the list field named ``positional`` also takes the bare arguments (``cmd A B --flag``)."""
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
     parser = argparse.ArgumentParser(description=description)
@@ -72,8 +73,13 @@ def parse_config(cls: type[C], argv: list[str] | None, description: str) -> C:
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
         if is_list:
             kwargs["nargs"] = "+"
+        if f.name == positional:
+            parser.add_argument(f"{f.name}_positional", nargs="*", default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help=f"{f.metadata['help']} (also --{f.name})")
         parser.add_argument(*flags, **kwargs)
     args = vars(parser.parse_args(argv))
+    if positional and f"{positional}_positional" in args:
+        args[positional] = args.pop(f"{positional}_positional") + list(args.get(positional, []))
     values: dict[str, Any] = {}
     if args.get("config"):
         path = Path(args.pop("config"))

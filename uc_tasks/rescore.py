@@ -147,8 +147,10 @@ def _print_summary(path: Path) -> None:
             first, second = (s["name"] for s in result["comparison"]["scorers"])
             print(f"{kind} agreement {_fmt(c['agreement'])} kappa {_fmt(c['cohen_kappa'])} "
                   f"(rows: {first}, columns: {second})")
+            corner = f"{first} \\ {second}"
+            print(f"  {corner:>14s} " + " ".join(f"{label:>7s}" for label in c["labels"]))
             for row, cols in c["matrix"].items():
-                print(f"  {row:>7s} " + " ".join(f"{v:6d}" for v in cols.values()))
+                print(f"  {row:>14s} " + " ".join(f"{v:7d}" for v in cols.values()))
     print(f"wrote {path}")
 
 
@@ -158,12 +160,7 @@ def _fmt(x: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    positional = []
-    while argv and not argv[0].startswith("-"):
-        positional.append(argv.pop(0))
-    cfg = parse_config(RescoreConfig, argv, __doc__.split("\n\n")[0])
-    if positional:
-        cfg.inputs = positional + list(cfg.inputs)
+    cfg = parse_config(RescoreConfig, argv, __doc__.split("\n\n")[0], positional="inputs")
     try:
         path = rescore(cfg)
     except (RunError, ValueError, RuntimeError) as e:

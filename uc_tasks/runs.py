@@ -81,12 +81,9 @@ def _metadata_rows(spec: str | None) -> list[dict[str, Any]]:
     return [row for _, row in read_jsonl(path, RunError)]
 
 
-def load_authors_answers(path: Path, metadata: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def load_authors_answers(path: Path, metadata: Sequence[Mapping[str, Any]], rows: Any = None) -> list[dict[str, Any]]:
     """Scored-sample records for an answer file in the authors' format, tasks told apart by the prompt."""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path}: not JSON ({e.msg})") from None
+    rows = _read_json(path) if rows is None else rows
     if not isinstance(rows, list) or not all(isinstance(r, dict) and {"prompt", "output"} <= set(r) for r in rows):
         raise RunError(f"{path}: expected a JSON list of {{idx, prompt, image_fname, output}} records")
     tax = load_taxonomy()
@@ -149,11 +146,13 @@ def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[d
             items = [it for f in newest_run(path) for it in load_samples_file(f)]
         elif path.suffix == ".jsonl" and path.is_file():
             items = load_samples_file(path)
-        elif path.suffix == ".json" and path.is_file() and _is_rescored(path):
-            items = load_rescored(path)
         elif path.suffix == ".json" and path.is_file():
-            meta = meta if meta is not None else _metadata_rows(metadata)
-            items = load_authors_answers(path, meta)
+            data = _read_json(path)
+            if isinstance(data, dict):
+                items = load_rescored(path, data)
+            else:
+                meta = meta if meta is not None else _metadata_rows(metadata)
+                items = load_authors_answers(path, meta, data)
         else:
             raise RunError(f"{spec}: not a folder, a samples .jsonl or an answers .json file")
         for it in items:
@@ -161,17 +160,17 @@ def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[d
     return by_kind
 
 
-def _is_rescored(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(1).strip() == b"{"
-
-
-def load_rescored(path: Path) -> list[dict[str, Any]]:
-    """Records of a file written by ``python -m uc_tasks.rescore`` (its ``samples``, readings dropped)."""
+def _read_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise RunError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); pass a file rescore wrote") from None
+        raise RunError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); pass a rescored_<scorer>.json, "
+                       "an authors' answer list or an lmms-eval samples folder") from None
+
+
+def load_rescored(path: Path, data: Any = None) -> list[dict[str, Any]]:
+    """Records of a file written by ``python -m uc_tasks.rescore`` (its ``samples``, readings dropped)."""
+    data = _read_json(path) if data is None else data
     if not isinstance(data, dict) or not isinstance(data.get("samples"), dict):
         raise RunError(f"{path}: a JSON object without 'samples'; pass a rescored_<scorer>.json that rescore wrote, "
                        "an lmms-eval samples folder, or an authors' answer list")

@@ -1,8 +1,8 @@
 """Perception options: a seeded sampler with the paper's constraints, or the authors' option file.
 
-Sampler constraints (the paper; the authors did not release their sampler): 3 distractors drawn from the 75 concepts plus 12 extra
-concepts, none from the true concept's category; the correct letter is balanced over A-D
-(counts differ by at most one).
+Sampler constraints (the paper; the authors did not release their sampler): 3 distractors drawn
+from the 75 concepts plus 12 extra concepts, none from the true concept's category; the correct
+letter is balanced over A-D (counts differ by at most one).
 """
 
 from __future__ import annotations

@@ -50,5 +50,15 @@ def register() -> list:
     return [ModelManifest(model_id=name, simple_class_path=path) for name, path in MODELS.items()]
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(
+        description="Print the folder of the UnsafeConcepts task YAMLs, for lmms-eval's --include_path "
+        "(`lmms-eval tasks list --include-path \"$(python -m uc_tasks.lmms.register)\"`). After `pip install` "
+        "`lmms-eval --tasks unsafeconcepts ...` finds the tasks without it.").parse_args(argv)
     print(TASKS_DIR)
+
+
+if __name__ == "__main__":
+    main()
