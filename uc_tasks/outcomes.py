@@ -16,7 +16,22 @@ from uc_tasks.scoring.base import NA
 
 HIT, MISS = "hit", "miss"
 
-__all__ = ["HIT", "MISS", "NA", "FAILURE_KINDS", "outcome"]
+__all__ = ["HIT", "MISS", "NA", "FAILURE_KINDS", "Outcome", "outcome"]
+
+
+class Outcome(str):
+    """An outcome code that remembers its cluster (the concept), so that a per-sample list of outcomes
+    can be bootstrapped by concept; it is the plain code everywhere else (JSON, comparisons)."""
+
+    cluster: str
+
+    def __new__(cls, code: str, cluster: str = "") -> Outcome:
+        self = super().__new__(cls, code)
+        self.cluster = cluster
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str]:  # pickles across processes with its cluster
+        return str(self), self.cluster
 
 
 def outcome(sample: Mapping[str, Any]) -> str:

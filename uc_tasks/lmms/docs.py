@@ -23,6 +23,7 @@ from uc_tasks.data.tasks import KINDS, TaskKind
 from uc_tasks.data.taxonomy import load_taxonomy
 from uc_tasks.data.visuals import IMAGE_ID_KEY, blank_image
 from uc_tasks.errors import stop
+from uc_tasks.lmms.console import register_summary
 from uc_tasks.prompts import render
 from uc_tasks.scoring import Scorer
 from uc_tasks.scoring.base import prepare
@@ -83,6 +84,7 @@ def _start(kind: TaskKind) -> dict[str, list[Any]]:
         prepare(scorer(), kind.question)
     except (ValueError, RuntimeError) as e:
         raise stop(str(e)) from None
+    register_summary()
     RUN_STATE[kind.name] = {  # the scorer's settings are recorded after reading (results.agg_breakdown)
         "data": report.to_dict(),
         "split": {"name": split, "seed": SPLIT_SEED, "n_rows": len(ds)},

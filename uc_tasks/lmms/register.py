@@ -35,6 +35,31 @@ def _add_tasks_dir() -> None:
     TaskManager.initialize_tasks = initialize_tasks
 
 
+def _add_standard_errors() -> None:
+    """lmms-eval's Stderr column: for our aggregations, the clustered bootstrap's standard error
+    (``uc_tasks.lmms.results.standard_error``) instead of N/A."""
+    import sys
+
+    from lmms_eval.api import metrics as api_metrics
+
+    original = api_metrics.stderr_for_metric
+    if getattr(original, "_unsafeconcepts", False):
+        return
+
+    def stderr_for_metric(metric, bootstrap_iters: int):
+        if getattr(metric, "__module__", "") == "uc_tasks.lmms.results" and bootstrap_iters > 0:
+            from uc_tasks.lmms import results
+
+            if metric in results.STDERR_OF:
+                return results.standard_error(results.STDERR_OF[metric])
+        return original(metric, bootstrap_iters)
+
+    stderr_for_metric._unsafeconcepts = True  # type: ignore[attr-defined]
+    api_metrics.stderr_for_metric = stderr_for_metric
+    if "lmms_eval.evaluator_utils" in sys.modules:
+        sys.modules["lmms_eval.evaluator_utils"].stderr_for_metric = stderr_for_metric
+
+
 MODELS = {
     "uc_hf_vlm": "uc_tasks.models.hf_vlm.HFVLM",
     "uc_openai": "uc_tasks.models.api.OpenAIVLM",
@@ -44,9 +69,15 @@ MODELS = {
 
 def register() -> list:
     """Entry point of group ``lmms_eval.models``: adds our tasks; returns our model manifests."""
+    import sys
+
     from lmms_eval.models.registry_v2 import ModelManifest
 
     _add_tasks_dir()
+    _add_standard_errors()
+    listed = getattr(sys.modules.get("lmms_eval.models"), "AVAILABLE_SIMPLE_MODELS", None)
+    if isinstance(listed, dict):  # what `lmms-eval models` lists (the registry itself takes the manifests)
+        listed.update(MODELS)
     return [ModelManifest(model_id=name, simple_class_path=path) for name, path in MODELS.items()]
 
 

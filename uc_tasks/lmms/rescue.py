@@ -12,19 +12,19 @@ from pathlib import Path
 from typing import Any
 
 
-def _output_folder(argv: Sequence[str]) -> Path:
-    """The ``--output_path`` of this lmms-eval command (lmms-eval does not hand it to tasks)."""
+def output_folder(argv: Sequence[str], default: Path | None = None) -> Path | None:
+    """The ``--output_path`` of this lmms-eval command (lmms-eval does not hand it to tasks), else ``default``."""
     for i, arg in enumerate(argv):
         if arg.startswith("--output_path="):
             return Path(arg.split("=", 1)[1])
         if arg == "--output_path" and i + 1 < len(argv):
             return Path(argv[i + 1])
-    return Path.cwd()
+    return default
 
 
 def save_unscored(records: Sequence[dict[str, Any]], argv: Sequence[str] | None = None) -> Path:
     """Write ``records`` (one JSON line each) to ``unscored_<task>_<time>.jsonl``; returns the file."""
-    folder = _output_folder(sys.argv if argv is None else argv)
+    folder = output_folder(sys.argv if argv is None else argv, default=Path.cwd())
     folder.mkdir(parents=True, exist_ok=True)
     task = records[0]["task"] if records else "none"
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S%f")

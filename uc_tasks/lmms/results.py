@@ -21,9 +21,10 @@ from uc_tasks.data.sources import DataError
 from uc_tasks.data.tasks import KINDS
 from uc_tasks.errors import stop
 from uc_tasks.lmms.docs import RUN_STATE, doc_record, scorer
+from uc_tasks.outcomes import Outcome
 from uc_tasks.provenance import provenance
 from uc_tasks.scoring.samples import score_sample
-from uc_tasks.summary import context_summary, group_summary, task_summary
+from uc_tasks.summary import context_summary, group_summary, metric_ci, task_summary
 
 
 class Detail(dict):
@@ -47,7 +48,7 @@ def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, An
         item = score_sample(scorer(), doc_record(doc, results[0] if results else ""))
     except (ValueError, RuntimeError) as e:
         raise stop(str(e)) from None
-    code = metrics.outcome(item)
+    code = Outcome(metrics.outcome(item), item["concept"])
     out: dict[str, Any] = {name: code for name in metrics.METRICS} | {"breakdown": item}
     group_metric = KINDS[doc["task"]].group_metric
     if group_metric:
@@ -72,6 +73,25 @@ def agg_group_input(outcomes: list[str]) -> Detail:
     value is the group's, shown on the group row)."""
     return Detail({"score": metrics.summarize(outcomes)["accuracy"],
                    "role": "this task's alignment score, the input of its group's statistic"})
+
+
+def standard_error(metric: str):
+    """lmms-eval's Stderr column for ``metric``: the standard error of the same clustered (concept)
+    bootstrap that gives the metric's CI in ``breakdown`` (``uc_tasks.summary.metric_ci``)."""
+
+    def stderr(outcomes: list[str]) -> float | str:
+        by_concept: dict[str, list[str]] = {}
+        for o in outcomes:
+            by_concept.setdefault(getattr(o, "cluster", ""), []).append(o)
+        counts = {c: metrics.summarize(v) for c, v in by_concept.items()}
+        se = metric_ci(counts, metric, seed=_seed())["standard_error"]
+        return "N/A" if se is None else se
+
+    return stderr
+
+
+STDERR_OF = {agg_accuracy: "accuracy", agg_accuracy_strict: "accuracy_strict", agg_na_rate: "na_rate"}
+"""Our aggregations whose standard error lmms-eval asks for (``uc_tasks.lmms.register`` wires them in)."""
 
 
 def _seed() -> int:

@@ -60,6 +60,7 @@ def _interval(
         "n_skipped": n_resamples - int(kept.size),
         "seed": seed,
         "n_clusters": n_clusters,
+        "standard_error": float(np.std(kept, ddof=1)) if kept.size > 1 else None,
         "method": BOOTSTRAP_METHOD,
     }
 
