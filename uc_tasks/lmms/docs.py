@@ -137,40 +137,26 @@ def build_docs(name: str) -> Any:
     return datasets.Dataset.from_dict(columns)
 
 
-def perception_docs(_placeholder) -> Any:
-    """One multiple-choice question per image."""
-    return build_docs("perception")
+def _docs_of(name: str):
+    """The ``process_docs`` function of task kind ``name`` (lmms-eval passes the placeholder dataset)."""
+
+    def process_docs(_placeholder) -> Any:
+        return build_docs(name)
+
+    process_docs.__name__ = process_docs.__qualname__ = f"{name}_docs"
+    process_docs.__doc__ = f"The documents of ``unsafeconcepts_{name}`` (``build_docs``)."
+    return process_docs
 
 
-def image_docs(_placeholder) -> Any:
-    """Each image asked each of the 5 alignment prompts, image by image."""
-    return build_docs("image")
-
-
-def text_docs(_placeholder) -> Any:
-    """Each concept present in the data asked each of the 5 text prompts (paper: on a blank image)."""
-    return build_docs("text")
-
-
-def text_only_docs(_placeholder) -> Any:
-    """As ``text_docs``, for the variant that sends no image at all."""
-    return build_docs("text_only")
-
-
-def context_safe_docs(_placeholder) -> Any:
-    return build_docs("context_safe")
-
-
-def context_unsafe_docs(_placeholder) -> Any:
-    return build_docs("context_unsafe")
-
-
-def context_safe_text_docs(_placeholder) -> Any:
-    return build_docs("context_safe_text")
-
-
-def context_unsafe_text_docs(_placeholder) -> Any:
-    return build_docs("context_unsafe_text")
+# the YAMLs name these (``process_docs: !function uc_tasks.lmms.docs.<kind>_docs``)
+perception_docs = _docs_of("perception")  # one multiple-choice question per image
+image_docs = _docs_of("image")  # each image asked each of the 5 alignment prompts, image by image
+text_docs = _docs_of("text")  # each concept asked each of the 5 text prompts, on the blank image (paper)
+text_only_docs = _docs_of("text_only")  # the same with no image at all
+context_safe_docs = _docs_of("context_safe")
+context_unsafe_docs = _docs_of("context_unsafe")
+context_safe_text_docs = _docs_of("context_safe_text")
+context_unsafe_text_docs = _docs_of("context_unsafe_text")
 
 
 # lmms-eval asks for each doc's prompt more than once; the distinct prompts are few.
