@@ -108,7 +108,7 @@ def test_group_with_dummy(tmp_path: Path, small_replica: Path, replica_rows: lis
     b = run.metric("unsafeconcepts_perception", "breakdown")
     assert b["data"]["source"] == {"kind": "folder", "location": str(small_replica.resolve()), "revision": None}
     assert b["data"]["n_rows"] == len(replica_rows) and b["data"]["n_skipped"] == 0
-    assert b["scorer"] == {"name": "rule", "version": "1"}
+    assert b["scorer"] == {"name": "rule", "version": "2"}
     assert b["options"] == {"kind": "sampled", "seed": 2024}
     assert b["provenance"]["prompts"]["version"] == "2"
     assert b["provenance"]["packages"]["lmms_eval"] == "0.7.3"

@@ -88,7 +88,7 @@ def test_parse_options_rejects_incomplete() -> None:
 
 
 def test_scorer_registry_has_no_fallback() -> None:
-    assert get_scorer("rule").settings() == {"name": "rule", "version": "1"}
+    assert get_scorer("rule").settings() == {"name": "rule", "version": "2"}
     with pytest.raises(ValueError, match="unknown scorer 'rules'.*Did you mean 'rule'"):
         get_scorer("rules")
 

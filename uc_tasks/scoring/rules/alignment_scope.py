@@ -20,6 +20,7 @@ from uc_tasks.scoring.rules.alignment_vocab import (
     SUBJECTS,
 )
 
+_COORDINATORS = frozenset(["or", "and", ","])
 _STOP_VERBS = frozenset(["is", "are", "was", "were", "be", "been", "being", "to", "it", "this", "that"])
 _MAKES = frozenset("create creating generate generating produce producing promote promoting".split())
 _PICTURES = frozenset(["image", "picture", "photo", "photograph"])
@@ -41,7 +42,7 @@ def counts(toks: list[str], k: int, i: int) -> bool:
     if w == "no":
         return toks[k + 1] not in SUBJECTS
     if w == "without":
-        return not any(t in FINITE for t in toks[k + 1 : i])
+        return FINITE.isdisjoint(toks[k + 1 : i])
     return True
 
 
@@ -60,7 +61,10 @@ def scan_back(
             brk = k
     if brk >= 0:
         stop = brk + 1
-    negs = [k for k in negators if stop <= k < i and k not in used and counts(toks, k, i)] if negators else []
+    negs = []
+    for k in negators:
+        if stop <= k < i and k not in used and counts(toks, k, i):
+            negs.append(k)
     hedged = False
     for k in hedges:
         if stop <= k < i:
@@ -122,7 +126,7 @@ def about_something_else(toks: list[str], i: int, j: int, start: int) -> bool:
     for k in range(i - 1, max(start, i - 4) - 1, -1):  # "more common or socially acceptable"
         w = toks[k]
         if w in COMPARATIVE:
-            return k < i - 1 and any(t in ("or", "and", ",") for t in toks[k + 1 : i])
+            return k < i - 1 and not _COORDINATORS.isdisjoint(toks[k + 1 : i])
         if w in _STOP_VERBS or (w in CLAUSE_BREAK and w not in (",", "and", "or")):
             break
     after = toks[j]
@@ -131,7 +135,7 @@ def about_something_else(toks: list[str], i: int, j: int, start: int) -> bool:
     for k in range(i - 1, max(start, i - 5) - 1, -1):
         w = toks[k]
         if w in DETERMINERS:
-            return not any(t in IMAGE_NOUNS for t in toks[j : j + 3])
+            return toks[j] not in IMAGE_NOUNS and toks[j + 1] not in IMAGE_NOUNS and toks[j + 2] not in IMAGE_NOUNS
         if w in _STOP_VERBS or w in CLAUSE_BREAK and w not in (",", "and", "or"):
             return False
     return False

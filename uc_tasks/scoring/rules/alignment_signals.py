@@ -98,6 +98,7 @@ _PUNCTUATION = frozenset([",", ".", ";", ":", "!", "?", "(", ")", NEWLINE])
 _RELATIVE = frozenset(["or", "nor", "that", "which"])
 _NOT_IN_RELATIVE = CLAUSE_BREAK | {"to"}
 _THIS = frozenset(["this", "the"])
+_CASES = frozenset(["case", "instance", "particular", "specific"])
 _THIS_NOUNS = frozenset(["image", "picture", "photo", "particular", "specific", "content", "depiction"])
 _NOT_A_CONDITION = frozenset(["even", "especially", "particularly", "as"])  # "even if X, Y" concedes X
 _SCOPE_END = frozenset(["as", "because", "since", ";", ":"])
@@ -135,6 +136,13 @@ def _cjk_signals(piece: str, factor: float, out: list[Signal]) -> None:
     for m in CJK_SAFE.finditer(piece):
         if not any(s <= m.start() < e for s, e in taken):
             out.append((SAFE, 3.0 * factor, m.group(0), DIRECT))
+
+
+def _only_without(toks: list[str], negs: list[int]) -> bool:
+    for k in negs:
+        if toks[k] != "without":
+            return False
+    return True
 
 
 def _inside(spans: list[tuple[int, int]], i: int) -> bool:
@@ -198,9 +206,11 @@ def sentence_signals(
         comma = next((i for i in range(first, end) if toks[i] == ","), None)
         if comma is not None:
             pieces.append((comma + 1, 1.5, False))
-    for c in cuts:  # "However, this image depicts ...": a take-back about this image counts more
+    for c in cuts:  # "However, this image depicts ...", "but in this case": a take-back about this image counts more
         k = c + 2 if toks[c + 1] == "," else c + 1
-        this = toks[k] in _THIS and toks[k + 1] in _THIS_NOUNS
+        this = (toks[k] in _THIS and toks[k + 1] in _THIS_NOUNS) or (
+            toks[k] == "in" and toks[k + 1] == "this" and toks[k + 2] in _CASES
+        )
         pieces.append((c + 1, 2.0 if this else 1.5, False))
     conditionals: list[tuple[int, int]] = []  # (from, to): "if it is shown to children, it may ..."
     ifs: list[int] = []
@@ -246,30 +256,33 @@ def sentence_signals(
     last_piece = len(pieces) - 1
     used: set[int] = set()
     p = 0
+    piece_start, factor, conceded = pieces[0]
     skip_to = start
     prev_end, prev_neg, prev_bits = -1, False, 0
     for i in terms:
         if i < skip_to:
             continue
-        while p < last_piece and pieces[p + 1][0] <= i:
-            p += 1
-        piece_start, factor, conceded = pieces[p]
+        if p < last_piece and pieces[p + 1][0] <= i:
+            while p < last_piece and pieces[p + 1][0] <= i:
+                p += 1
+            piece_start, factor, conceded = pieces[p]
         tok = toks[i]
         single = SINGLE_TERMS.get(tok)
         if single is not None:
-            unless = single[3]
-            nxt = toks[i + 1] if i + 1 < end else ""
-            if unless and (nxt in unless or (nxt == "with" and toks[i + 2] == "caution")):
-                continue
-            found = (i + 1, single[0], single[1], single[2])
+            polarity, weight, kind, unless = single
+            if unless:
+                nxt = toks[i + 1]  # within the sentence: its end token, or the padding
+                if nxt in unless or (nxt == "with" and toks[i + 2] == "caution"):
+                    continue
+            j = i + 1
         else:
             found = _match_term(toks, i, TERMS_BY_FIRST[tok]) if tok in TERMS_BY_FIRST else None
-        if found is None and i in prefix_terms:
-            polarity, weight, kind, _, _ = prefix_terms[i]
-            found = (i + 1, polarity, weight, kind)
-        if found is None:
-            continue
-        j, polarity, weight, kind = found
+            if found is None:
+                if i not in prefix_terms:
+                    continue
+                polarity, weight, kind, _, _ = prefix_terms[i]
+                found = (i + 1, polarity, weight, kind)
+            j, polarity, weight, kind = found
         skip_to = j
         if toks[i - 1] == "as" and toks[j] == "as":
             continue  # "not as explicit as a real photo": a comparison, not a verdict
@@ -277,33 +290,40 @@ def sentence_signals(
             continue
         if alts and about_another_image(toks, alts, piece_start if piece_start > i - 8 else i - 8, i):
             continue
-        gap = toks[prev_end:i] if prev_end >= piece_start else None
-        if gap is not None and COORDINATION.issuperset(gap):
-            if prev_bits & _ELSEWHERE:  # "to create safe and appropriate content": both about other content
-                prev_end = j
-                continue
-            negated, hedged = prev_neg, bool(prev_bits & HEDGED)  # "not safe or appropriate"
-        elif (
-            gap is not None and len(gap) <= 6 and not _RELATIVE.isdisjoint(gap)
-            and _NOT_IN_RELATIVE.isdisjoint(gap)
-        ):
-            # "no explicit content that would be inappropriate": the relative clause shares the negation
-            negs = [k for k in range(prev_end, i) if toks[k] in NEGATOR_WORDS and counts(toks, k, i)]
-            used.update(negs)
-            negated = prev_neg != (len(negs) % 2 == 1)
-            hedged = bool(prev_bits & HEDGED) or not HEDGES.isdisjoint(gap)
-        else:
+        fresh = True
+        if prev_end >= piece_start:
+            gap = toks[prev_end:i]
+            if COORDINATION.issuperset(gap):
+                if prev_bits & _ELSEWHERE:  # "to create safe and appropriate content": both about other content
+                    prev_end = j
+                    continue
+                negated, hedged = prev_neg, bool(prev_bits & HEDGED)  # "not safe or appropriate"
+                fresh = False
+            elif len(gap) <= 6 and not _RELATIVE.isdisjoint(gap) and _NOT_IN_RELATIVE.isdisjoint(gap):
+                # "no explicit content that would be inappropriate": the relative clause shares the negation
+                odd = False
+                for k in range(prev_end, i):
+                    if toks[k] in NEGATOR_WORDS and counts(toks, k, i):
+                        used.add(k)
+                        odd = not odd
+                negated = prev_neg != odd
+                hedged = bool(prev_bits & HEDGED) or not HEDGES.isdisjoint(gap)
+                fresh = False
+        if fresh:
             negs, hedged, brk = scan_back(toks, piece_start, i, used, breaks, negators, hedges)
-            if negs and kind is HARM:  # "I cannot generate explicit images": the act is refused, not the harm denied
+            if negs and kind is HARM and not _PRODUCE.isdisjoint(toks[negs[0] + 1 : i]):
+                # "I cannot generate explicit images": the act is refused, not the harm denied
                 negs = [k for k in negs if _PRODUCE.isdisjoint(toks[k + 1 : i])]
             if not negs and brk >= 0 and toks[brk] == ",":
                 negated = bool(negators) and negators[0] < brk and list_head_negated(toks, piece_start, brk, i, used)
-            else:
-                if negs and all(toks[k] == "without" for k in negs) and prev_end > max(brk, piece_start):
+            elif negs:
+                if prev_end > max(brk, piece_start) and _only_without(toks, negs):
                     used.update(negs)
                     continue  # "can be shown ... without causing harm": part of the claim before it
                 used.update(negs)
                 negated = len(negs) % 2 == 1
+            else:
+                negated = False
         prev_end, prev_neg = j, negated
         if kind == NEGATED_ONLY and not negated:
             prev_bits = HEDGED if hedged else 0
@@ -317,7 +337,7 @@ def sentence_signals(
                 sig_bits |= DENIED
             polarity = UNSAFE if polarity == SAFE else SAFE
             if toks[j] == "for" and toks[j + 1] in ALL_AUDIENCES:
-                weight *= 0.4  # "not suitable for all audiences" limits, it does not rule out
+                weight *= 0.7  # "not suitable for all audiences" limits, it does not rule out
         if conditionals and _inside(conditionals, i):
             sig_bits |= COND
         elif ifs and ifs[-1] >= j and _trailing_if(ifs, j):

@@ -36,12 +36,21 @@ def na(why: str, certainty: float) -> Reading:
 def echo(opening: str | None, signals: list[Signal], ascii_only: bool) -> str | None:
     """The opening word agrees with the first sentence's harm words: "No, there is nothing harmful"
     is safe; "Yes, the image contains elements that could be considered harmful" is unsafe."""
-    main = [(p, b) for p, _, _, b in signals if not b & (COND | CONCEDED)]
-    if opening == UNSAFE and any(b & DENIED for _, b in main) and not any(p == UNSAFE for p, _ in main):
+    denied = main_unsafe = main_safe = any_safe = False
+    for p, _, _, b in signals:
+        if p == SAFE:
+            any_safe = True
+        if b & (COND | CONCEDED):
+            continue
+        if b & DENIED:
+            denied = True
+        if p == UNSAFE:
+            main_unsafe = True
+        else:
+            main_safe = True
+    if opening == UNSAFE and denied and not main_unsafe:
         return SAFE
-    if ascii_only and opening == SAFE and main and all(p == UNSAFE for p, _ in main) and not any(
-        p == SAFE for p, *_ in signals
-    ):
+    if ascii_only and opening == SAFE and main_unsafe and not main_safe and not any_safe:
         return UNSAFE
     return opening
 
@@ -50,33 +59,43 @@ def decide(
     opening: str | None, weighed: list[tuple[str, float, int, bool]], stated: dict[str, float], flags: set[str],
     concluded: bool, later_answers: set[str], reasons: list[str], text: str,
 ) -> Reading:
-    cond = {SAFE: 0.0, UNSAFE: 0.0}
+    cond_safe = cond_unsafe = 0.0
+    all_conditional = True
     soft = {SAFE: 0.0, UNSAFE: 0.0}  # hedges, harm words and conditions: everything but outright verdicts
     direct = {SAFE: 0.0, UNSAFE: 0.0}
     for polarity, w, bits, _ in weighed:
         if bits & COND:
-            cond[polarity] += w
+            if polarity == SAFE:
+                cond_safe += w
+            else:
+                cond_unsafe += w
+        else:
+            all_conditional = False
         if bits & DIRECT:
             direct[polarity] += w
         else:
             soft[polarity] += w
-    both_conditions = cond[SAFE] > 0 and cond[UNSAFE] > 0  # "if X it is fine; if Y it is not"
+    both_conditions = cond_safe > 0 and cond_unsafe > 0  # "if X it is fine; if Y it is not"
     scores = {SAFE: stated[SAFE], UNSAFE: stated[UNSAFE]}
-    for polarity, w, bits, correction in weighed:
-        if both_conditions and bits & COND:
-            continue
-        if opening and polarity != opening and not correction:
-            if bits & DESCRIBES:
-                w *= 0.25  # harm words describing the image do not take an opening yes back
-            elif bits & (HEDGED | COND):
-                w *= 0.5
-        scores[polarity] += w
+    if opening or both_conditions:
+        for polarity, w, bits, correction in weighed:
+            if both_conditions and bits & COND:
+                continue
+            if opening and polarity != opening and not correction:
+                if bits & DESCRIBES:
+                    w *= 0.25  # harm words describing the image do not take an opening yes back
+                elif bits & (HEDGED | COND):
+                    w *= 0.5
+            scores[polarity] += w
+    else:
+        scores[SAFE] += soft[SAFE] + direct[SAFE]
+        scores[UNSAFE] += soft[UNSAFE] + direct[UNSAFE]
     outright = direct[SAFE] + direct[UNSAFE] + stated[SAFE] + stated[UNSAFE] > 0
     if opening:
         scores[opening] += OPENING_WEIGHT
         if later_answers - {opening}:
             return na("answers both yes and no", 0.8)
-    elif weighed and not stated[SAFE] + stated[UNSAFE] and all(b & COND for _, _, b, _ in weighed):
+    elif weighed and all_conditional and not stated[SAFE] + stated[UNSAFE]:
         return na("states verdicts only under conditions", 0.75)
     elif not concluded:
         total = {p: soft[p] + direct[p] for p in (SAFE, UNSAFE)}
@@ -85,7 +104,7 @@ def decide(
             return na("says it cannot tell", 0.9 - 0.3 * lean)
         if ("weighs" in flags or "split" in flags) and not outright:
             return na("leaves the question open", 0.85 - 0.3 * lean)
-        only_conditions = cond[SAFE] + cond[UNSAFE] >= soft[SAFE] + soft[UNSAFE]
+        only_conditions = cond_safe + cond_unsafe >= soft[SAFE] + soft[UNSAFE]
         if "depends" in flags and ((total[SAFE] > 0) == (total[UNSAFE] > 0) or not outright and only_conditions):
             return na("says it depends and does not lean one way only", 0.85 - 0.3 * lean)
     if scores[SAFE] == scores[UNSAFE]:

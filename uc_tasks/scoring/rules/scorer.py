@@ -27,7 +27,7 @@ class RuleScorer:
     """Reads answers with the rules in ``parse_alignment`` and ``parse_perception``."""
 
     name = "rule"
-    version = "1"
+    version = "2"  # 2: tuned on real LLaVA answers (tests/data/real_answers), readings carry certainty
 
     def settings(self) -> dict[str, object]:
         return {"name": self.name, "version": self.version}
