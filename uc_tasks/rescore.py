@@ -48,6 +48,8 @@ class RescoreConfig:
         None, "authors' answer files only: the metadata.jsonl (or perception_metadata.jsonl) that maps "
         "image_filename to its concept; default: metadata.jsonl in the folder UNSAFECONCEPTS_DATA names")
     out: str | None = help_field(None, "results file to write; default: rescored_<scorer>.json beside the first input")
+    audit: int = help_field(0, "list the N least certain readings (certainty from the scorer) with their answers, "
+                            "for a person to check; also written to the results file under 'audit'")
     seed: int = help_field(DEFAULT_SEED, "seed of the bootstrap CIs and of the diversity sample")
 
 
@@ -64,6 +66,17 @@ def read_all(scorer: Scorer, by_kind: Mapping[str, list[dict[str, Any]]]) -> dic
             raise RunError(f"{e} in the samples") from None
         out[name] = score_samples(scorer, items)
     return out
+
+
+def least_certain(scored: Mapping[str, list[dict[str, Any]]], n: int) -> dict[str, Any]:
+    """The ``n`` readings the scorer was least sure of (lowest ``certainty``), ties by task and position."""
+    rated = [(it["certainty"], kind, i, it) for kind, items in scored.items() for i, it in enumerate(items)
+             if it.get("certainty") is not None]
+    rated.sort(key=lambda r: (r[0], r[1], r[2]))
+    n_unrated = sum(1 for items in scored.values() for it in items if not it.get("failed")) - len(rated)
+    keep = ("task", "concept", "row_id", "prompt_id", "label", "certainty", "reason", "answer")
+    return {"n": min(n, len(rated)), "n_without_certainty": n_unrated,
+            "readings": [{k: it[k] for k in keep if k in it} for *_, it in rated[:n]]}
 
 
 def confusion(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
@@ -125,6 +138,8 @@ def rescore(cfg: RescoreConfig) -> Path:
         }
         if PERCEPTION in scored:
             result["comparison"][PERCEPTION] = confusion(scored[PERCEPTION], again[PERCEPTION], PERCEPTION_LABELS)
+    if cfg.audit:
+        result["audit"] = least_certain(scored, cfg.audit)
     result["samples"] = scored
     result["provenance"] = provenance()
     first = Path(cfg.inputs[0])
@@ -151,6 +166,15 @@ def _print_summary(path: Path) -> None:
             print(f"  {corner:>14s} " + " ".join(f"{label:>7s}" for label in c["labels"]))
             for row, cols in c["matrix"].items():
                 print(f"  {row:>14s} " + " ".join(f"{v:7d}" for v in cols.values()))
+    audit = result.get("audit")
+    if audit:
+        print(f"least certain {audit['n']} readings (certainty, label, task, concept: answer):")
+        for r in audit["readings"]:
+            answer = " ".join(str(r.get("answer", "")).split())
+            print(f"  {r['certainty']:.3f} {r['label']:>7s} {r['task']:>12s} {r.get('concept', '')}: "
+                  f"{answer[:160]}{'...' if len(answer) > 160 else ''}")
+        if audit["n_without_certainty"]:
+            print(f"  ({audit['n_without_certainty']} readings carry no certainty: this scorer cannot rate itself)")
     print(f"wrote {path}")
 
 

@@ -2,9 +2,9 @@
 
 A record holds what the task knows about the question (``task``, ``category``, ``concept`` and, as
 the kind needs, ``row_id``, ``prompt_id``, ``option_str``, ``target``) and the model's ``answer``.
-Its scored sample adds the scorer's ``label`` and ``reason`` and ``hit`` (the label is the kind's
-target); a request without an answer (a failure marker, ``uc_tasks.failures``) gets the failure
-fields instead and is never read.
+Its scored sample adds the scorer's ``label``, ``reason``, ``certainty`` (when the scorer gives one)
+and ``hit`` (the label is the kind's target); a request without an answer (a failure marker,
+``uc_tasks.failures``) gets the failure fields instead and is never read.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def score_samples(scorer: Scorer, records: Sequence[Mapping[str, Any]]) -> list[
         readings = scorer.read_alignment(answers)
     for it, reading in zip(pending, readings, strict=True):
         it.update(label=reading.label, reason=reading.reason, hit=reading.label == kind.target(it))
+        if reading.certainty is not None:
+            it["certainty"] = round(float(reading.certainty), 4)
     return out
 
 

@@ -4,7 +4,8 @@ An answer may give the letter ("B", "(C)", "The answer is D."), the letter with 
 ("A: Swastika"), or only name the option's concept ("The image shows a swastika."). The
 article "A" opening a sentence ("A man is holding ...") is not option A. Two different
 letters with no decision ("A or C") are ``na``; a stated correction ("B. Actually, it is C")
-takes the corrected letter.
+takes the corrected letter. ``certainty``: 1 for a stated letter, lower for a letter inferred from a
+concept name or a correction, lowest for conflicting letters.
 """
 
 from __future__ import annotations
@@ -99,13 +100,13 @@ def read_perception(answer: str, options: Mapping[str, str]) -> Reading:
     text = (answer or "").strip()
     bare = _BARE_LETTER.match(text)
     if bare:
-        return Reading(bare.group(1), "letter stated")
+        return Reading(bare.group(1), "letter stated", certainty=1.0)
     if "*" in text or "_" in text or "`" in text or "#" in text:
         text = re.sub(r"[*_`#]+", "", text)
     if not re.search(r"\w", text):
-        return Reading(NA, "empty answer")
+        return Reading(NA, "empty answer", certainty=1.0)
     if _NONE.search(text):
-        return Reading(NA, "says none of the options")
+        return Reading(NA, "says none of the options", certainty=0.9)
     text = _RULED_OUT.sub(lambda m: " " * len(m.group(0)), text)  # "B is incorrect" chooses nothing
 
     stated = [(m.start(), m.group(1)) for m in _STATED.finditer(text)]
@@ -127,20 +128,20 @@ def read_perception(answer: str, options: Mapping[str, str]) -> Reading:
 
     undecided = _UNDECIDED.search(text)
     if undecided and undecided.group(1) != undecided.group(2) and not _CORRECTION.search(text):
-        return Reading(NA, f"undecided between {undecided.group(1)} and {undecided.group(2)}")
+        return Reading(NA, f"undecided between {undecided.group(1)} and {undecided.group(2)}", certainty=0.9)
 
     if letters:
         distinct = list(dict.fromkeys(letters))
         if len(distinct) == 1:
-            return Reading(distinct[0], "letter stated")
+            return Reading(distinct[0], "letter stated", certainty=1.0)
         last_pos, last = stated[-1]
         if _CORRECTION.search(text[: last_pos + 1]):
-            return Reading(last, "letter corrected")
-        return Reading(NA, f"conflicting letters {'/'.join(distinct)}")
+            return Reading(last, "letter corrected", certainty=0.6)
+        return Reading(NA, f"conflicting letters {'/'.join(distinct)}", certainty=0.5)
 
     named = _mentioned(text, options)
     if len(named) == 1:
-        return Reading(named[0], f"names option {named[0]}'s concept")
+        return Reading(named[0], f"names option {named[0]}'s concept", certainty=0.7)
     if len(named) > 1:
-        return Reading(NA, f"names several options ({'/'.join(named)})")
-    return Reading(NA, "no option found")
+        return Reading(NA, f"names several options ({'/'.join(named)})", certainty=0.5)
+    return Reading(NA, "no option found", certainty=0.6)
