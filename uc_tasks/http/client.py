@@ -39,6 +39,11 @@ from uc_tasks.failures import ERROR, PROVIDER_BLOCK
 from uc_tasks.http.cache import JsonlCache, request_key
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_CONCURRENCY = 64
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_BACKOFF_S = 0.5
+"""The client's defaults, shared by the API backend and the judge (which asks fewer at once)."""
 REDACTED = "[redacted]"
 CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
 MAX_RETRY_AFTER_S = 300.0
@@ -179,10 +184,10 @@ class ChatClient:
         base_url: str,
         *,
         api_key_env: str = DEFAULT_KEY_ENV,
-        concurrency: int = 64,
-        max_retries: int = 5,
-        timeout: float = 60.0,
-        backoff: float = 0.5,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        backoff: float = DEFAULT_BACKOFF_S,
         max_backoff: float = 30.0,
         cache_path: Path | None = None,
     ) -> None:

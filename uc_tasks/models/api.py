@@ -31,7 +31,18 @@ from uc_tasks.data.visuals import IMAGE_ID_KEY
 from uc_tasks.errors import stop
 from uc_tasks.failures import failed_answer
 from uc_tasks.http.cache import cache_file
-from uc_tasks.http.client import DEFAULT_KEY_ENV, ApiError, ChatClient, ChatResult, check_settings, public_url
+from uc_tasks.http.client import (
+    DEFAULT_BACKOFF_S,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_KEY_ENV,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    ApiError,
+    ChatClient,
+    ChatResult,
+    check_settings,
+    public_url,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_CACHE_DIR = "~/.cache/unsafeconcepts/api"
@@ -48,10 +59,10 @@ class OpenAIVLM(lmms):
         model: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         api_key_env: str = DEFAULT_KEY_ENV,
-        num_concurrent: int = 64,
-        max_retries: int = 5,
-        timeout: float = 60.0,
-        retry_backoff: float = 0.5,
+        num_concurrent: int = DEFAULT_CONCURRENCY,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retry_backoff: float = DEFAULT_BACKOFF_S,
         cache_dir: str | bool = DEFAULT_CACHE_DIR,
         image_format: str = "png",
         image_quality: int = 90,

@@ -24,7 +24,14 @@ from uc_tasks import settings
 from uc_tasks.errors import one_line
 from uc_tasks.failures import parse_failure
 from uc_tasks.http.cache import JsonlCache, cache_file
-from uc_tasks.http.client import DEFAULT_KEY_ENV, ChatClient, public_url
+from uc_tasks.http.client import (
+    DEFAULT_BACKOFF_S,
+    DEFAULT_KEY_ENV,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    ChatClient,
+    public_url,
+)
 from uc_tasks.prompts import prompts_dir, render
 from uc_tasks.scoring.base import ALIGNMENT_LABELS, LETTERS, NA, PERCEPTION_LABELS, Reading
 
@@ -34,6 +41,7 @@ ENV_KEY_ENV = settings.env_name("judge_api_key_env")
 ENV_CACHE = settings.env_name("judge_cache")
 ENV_CONCURRENCY = settings.env_name("judge_concurrency")
 DEFAULT_CACHE_DIR = "~/.cache/unsafeconcepts/judge"
+DEFAULT_CONCURRENCY = int(settings.Settings().judge_concurrency)
 TEMPERATURE = 0.0
 MAX_TOKENS = 8
 _LABELS = {"alignment": ALIGNMENT_LABELS, "perception": PERCEPTION_LABELS}
@@ -69,8 +77,9 @@ class JudgeScorer:
     version = "1"
 
     def __init__(self, model: str, base_url: str, *, api_key_env: str = DEFAULT_KEY_ENV,
-                 cache_dir: str | Path = DEFAULT_CACHE_DIR, concurrency: int = 32, max_retries: int = 5,
-                 timeout: float = 60.0, backoff: float = 0.5) -> None:
+                 cache_dir: str | Path = DEFAULT_CACHE_DIR, concurrency: int = DEFAULT_CONCURRENCY,
+                 max_retries: int = DEFAULT_MAX_RETRIES, timeout: float = DEFAULT_TIMEOUT_S,
+                 backoff: float = DEFAULT_BACKOFF_S) -> None:
         self.model = model
         self.client = ChatClient(base_url, api_key_env=api_key_env, concurrency=concurrency,
                                  max_retries=max_retries, timeout=timeout, backoff=backoff)
