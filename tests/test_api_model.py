@@ -472,3 +472,20 @@ def test_a_cache_that_cannot_be_written_stops_instead_of_hanging(tmp_path: Path)
     with pytest.raises(OSError, match="cannot write the cache file .*choose another cache folder"):
         cache.sync()
     cache.close()
+
+
+def test_requests_spread_over_several_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """base_url=url1|url2: data parallel over servers of one model; every answer arrives, in order."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with FakeOpenAI(key=KEY, latency=0.05) as a, FakeOpenAI(key=KEY, latency=0.05) as b:
+        client = ChatClient(f"{a.url}|{b.url}", concurrency=3)
+        client.check_reachable()
+        prompts = [f"question {i}" for i in range(40)]
+        results = client.complete([{"model": "m", "messages": [{"role": "user", "content": p}]} for p in prompts])
+        assert len(a.requests) == len(b.requests) == 20
+        assert a.max_in_flight <= 3 and b.max_in_flight <= 3
+    assert [r.text for r in results] == [model_answer([p], []) for p in prompts]
+    assert client.public_base_url == f"{a.url}|{b.url}"
+    payload = [{"model": "m", "messages": []}]
+    # servers of one host share the cache key: a resumed run may use more or fewer of them
+    assert ChatClient(a.url).keys(payload) == ChatClient(f"{a.url}|{b.url}").keys(payload)

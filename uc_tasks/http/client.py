@@ -177,7 +177,11 @@ class _Loop:
 
 
 class ChatClient:
-    """Concurrent chat completions against ``{base_url}/chat/completions``."""
+    """Concurrent chat completions against ``{base_url}/chat/completions``.
+
+    ``base_url`` may name several servers of the same model, separated by ``|`` (data parallel over
+    servers): requests are spread over them in turn, ``concurrency`` in flight per server; the cache key
+    does not depend on which server answered."""
 
     def __init__(
         self,
@@ -193,19 +197,28 @@ class ChatClient:
     ) -> None:
         check_settings(concurrency=concurrency, max_retries=max_retries, timeout=timeout, backoff=backoff,
                        max_backoff=max_backoff)
-        self.base_url = base_url.rstrip("/")
-        self.host = endpoint_host(self.base_url)
-        self.url = self.base_url + "/chat/completions"
+        self.base_urls = [u.strip().rstrip("/") for u in str(base_url).split("|") if u.strip()]
+        if not self.base_urls:
+            raise ValueError("base_url is empty; pass e.g. https://api.openai.com/v1 (several: url1|url2)")
+        self.base_url = self.base_urls[0]
+        self.host = "|".join(sorted({endpoint_host(u) for u in self.base_urls}))
+        self.urls = [u + "/chat/completions" for u in self.base_urls]
+        self.url = self.urls[0]
         self.api_key_env = api_key_env
         self._key = api_key_from_env(api_key_env)
         self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, float(timeout)
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
         self.cache = JsonlCache(cache_path, background=True) if cache_path is not None else None
-        self._proxy = _proxy_for(self.url)
+        self._proxies = [_proxy_for(u) for u in self.urls]
         self.stats = ClientStats()
         self._digests: dict[str, str] = {}
         self._loop: _Loop | None = None
         self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def public_base_url(self) -> str:
+        """Every server's URL without credentials (``|``-separated): safe to log and record."""
+        return "|".join(public_url(u) for u in self.base_urls)
 
     # -- key hygiene -------------------------------------------------------------------------
     def scrub(self, text: object) -> str:
@@ -256,16 +269,17 @@ class ChatClient:
             results[i] = ChatResult(record.get("text"), record.get("failure"), record.get("detail", ""), cached=True)
         if todo:
             http = self._client()
-            gate = asyncio.Semaphore(self.concurrency)
+            gates = [asyncio.Semaphore(self.concurrency) for _ in self.urls]
 
-            async def one(i: int) -> None:
-                async with gate:
-                    result = await self._complete(http, payloads[i])
+            async def one(n: int, i: int) -> None:
+                server = n % len(self.urls)  # spread over the servers in turn
+                async with gates[server]:
+                    result = await self._complete(http, payloads[i], server)
                 if self.cache is not None and result.failure != ERROR:  # errors are retried on a rerun
                     self.cache.put(keys[i], {"text": result.text, "failure": result.failure, "detail": result.detail})
                 results[i] = result
 
-            tasks = [asyncio.ensure_future(one(i)) for i in todo]
+            tasks = [asyncio.ensure_future(one(n, i)) for n, i in enumerate(todo)]
             try:
                 await asyncio.gather(*tasks)
             except BaseException:
@@ -293,32 +307,33 @@ class ChatClient:
             self._http = aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {self._key}"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                connector=aiohttp.TCPConnector(limit=self.concurrency * len(self.urls)),
             )
             if self._loop is not None:
                 atexit.register(self.close)
         return self._http
 
     async def _check(self) -> None:
-        try:
-            async with self._client().get(self.base_url + "/models", proxy=self._proxy,
-                                          timeout=aiohttp.ClientTimeout(total=min(self.timeout, 15.0))) as resp:
-                status, body = resp.status, await resp.read()
-        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as e:
-            why = self.scrub(one_line(str(e)) or type(e).__name__)
-            raise ApiError(f"cannot reach {public_url(self.base_url)} ({why}); "
-                           "check base_url and that the server is running") from None
-        if status in (401, 403):
-            raise ApiError(self._refused(status, body))
+        for base_url, proxy in zip(self.base_urls, self._proxies, strict=True):
+            try:
+                async with self._client().get(base_url + "/models", proxy=proxy,
+                                              timeout=aiohttp.ClientTimeout(total=min(self.timeout, 15.0))) as resp:
+                    status, body = resp.status, await resp.read()
+            except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as e:
+                why = self.scrub(one_line(str(e)) or type(e).__name__)
+                raise ApiError(f"cannot reach {public_url(base_url)} ({why}); "
+                               "check base_url and that the server is running") from None
+            if status in (401, 403):
+                raise ApiError(self._refused(status, body))
 
-    async def _complete(self, http: aiohttp.ClientSession, payload: dict[str, Any]) -> ChatResult:
+    async def _complete(self, http: aiohttp.ClientSession, payload: dict[str, Any], server: int = 0) -> ChatResult:
         attempts = self.max_retries + 1
         last: _Retry | None = None
         for attempt in range(attempts):
             self.stats.sent += 1
             try:
                 try:
-                    async with http.post(self.url, json=payload, proxy=self._proxy) as resp:
+                    async with http.post(self.urls[server], json=payload, proxy=self._proxies[server]) as resp:
                         status, headers, body = resp.status, resp.headers, await resp.read()
                 except (TimeoutError, asyncio.TimeoutError):
                     raise _Retry("timeout", f"no response within {self.timeout:g}s") from None
@@ -338,7 +353,7 @@ class ChatClient:
             return result
         assert last is not None
         if last.cause == "connection" and self.stats.answered == 0:
-            raise ApiError(f"cannot reach {public_url(self.base_url)} after {attempts} attempts "
+            raise ApiError(f"cannot reach {public_url(self.base_urls[server])} after {attempts} attempts "
                            f"({self.scrub(last.detail)}); check base_url and that the server is running")
         self.stats.failures[ERROR] += 1
         return ChatResult(None, ERROR, self.scrub(f"no answer after {attempts} attempts: {last.detail}"))

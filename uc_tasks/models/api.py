@@ -41,7 +41,6 @@ from uc_tasks.http.client import (
     ChatClient,
     ChatResult,
     check_settings,
-    public_url,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -111,8 +110,8 @@ class OpenAIVLM(lmms):
         self._encoded: dict[str, str] = {}
         self.images_encoded = 0
         self.failures: Counter = Counter()
-        logger.info(f"uc_openai: {self.model} at {public_url(self.client.base_url)}, {num_concurrent} concurrent, "
-                    f"resume cache {self.cache_path or 'off'} ({len(self.client.cache or [])} answers)")
+        logger.info(f"uc_openai: {self.model} at {self.client.public_base_url}, {num_concurrent} concurrent "
+                    f"per server, resume cache {self.cache_path or 'off'} ({len(self.client.cache or [])} answers)")
 
     # -- counters ------------------------------------------------------------------------------
     def counters(self) -> dict[str, Any]:

@@ -107,7 +107,7 @@ class JudgeScorer:
 
     def settings(self) -> dict[str, object]:
         return {"name": self.name, "version": self.version, "model": self.model,
-                "base_url": public_url(self.client.base_url), "prompt_version": self.prompts["version"],
+                "base_url": self.client.public_base_url, "prompt_version": self.prompts["version"],
                 "prompt_sha256": self.prompts["sha256"], "temperature": TEMPERATURE,
                 "concurrency": self.client.concurrency}
 
