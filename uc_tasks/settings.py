@@ -26,6 +26,9 @@ class Settings:
     data: str = _var("DATA", "a folder (metadata.jsonl + images) or a .parquet file; unset or 'hf': the gated hub "
                      "dataset yiting/UnsafeConcepts")
     revision: str = _var("REVISION", "dataset revision on the hub")
+    safe_data: str = _var("SAFE_DATA", "safe control images (fine-tuning data and test): a folder (metadata.jsonl "
+                          "with image_filename, concept + images) or a .parquet file (image, concept); unset or 'hf': "
+                          "the hub dataset yiting/imagenet_1k_unique_class")
     perception_options: str = _var("PERCEPTION_OPTIONS", "the authors' perception_metadata.jsonl (exact options)")
     seed: str = _var("SEED", "seed of the option sampler, the bootstrap CIs and the diversity sample", "2024")
     scorer: str = _var("SCORER", "answer scorer: rule, classifier or judge", "rule")

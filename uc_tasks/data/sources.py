@@ -122,7 +122,7 @@ def _check_schema(columns: list[str], where: str) -> None:
         )
 
 
-def _image_problem(value: dict[str, Any] | None) -> str | None:
+def image_problem(value: dict[str, Any] | None) -> str | None:
     """Why an undecoded image cell cannot be used, or None if it decodes."""
     from PIL import Image, UnidentifiedImageError
 
@@ -192,7 +192,7 @@ def validate_rows(ds, source: DataSource):
     raw = ds.cast_column("image", datasets.Image(decode=False)).data.column("image").to_pylist()
     keep = []
     for i, cell in enumerate(raw):
-        problem = _image_problem(cell)
+        problem = image_problem(cell)
         if problem is None:
             keep.append(i)
         else:

@@ -1,7 +1,14 @@
 """Write a synthetic replica of UnsafeConcepts, offline: the real 75 concepts and 9 categories with
 their real image counts (1,567 rows) or ``--per-concept N``, PIL-drawn images, the authors' layout.
 
-    python -m uc_tasks.data.synth --out DIR [--per-concept N] [--size 64] [--seed 0] [--parquet]
+    python -m uc_tasks.data.synth --out DIR [--per-concept N] [--size 64] [--seed 0] [--parquet] [--safe]
+
+``--safe`` also writes a stand-in for the safe control images (``yiting/imagenet_1k_unique_class``) in
+``DIR/imagenet_1k`` (``metadata.jsonl`` with ``image_filename``, ``concept`` + ``N.png``; with ``--parquet``
+also ``DIR/imagenet_1k.parquet``), as many as the fine-tuning split needs to balance the unsafe images.
+The two kinds are told apart by colour and shape, so that a tiny vision tower can learn them: unsafe
+images are saturated backgrounds with rectangles and ellipses, safe ones near-white backgrounds with
+outlined pastel triangles.
 
 The images are coloured shapes, not unsafe content: the replica exercises the pipeline only, and
 no score measured on it says anything about a model's safety.
@@ -16,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from uc_tasks.data.splits import TRAIN_FRACTION
 from uc_tasks.data.taxonomy import load_taxonomy
 
 _PALETTE = [
@@ -43,6 +51,60 @@ def draw_image(category_idx: int, concept_idx: int, k: int, size: int, rng: rand
         (draw.ellipse if (concept_idx + j) % 2 else draw.rectangle)([x0, y0, x1, y1], fill=fill)
     draw.text((2, size - 12), f"{concept_idx}.{k}", fill=(255, 255, 255))
     return img
+
+
+SAFE_FOLDER = "imagenet_1k"
+_SAFE_CLASSES = [  # ImageNet-style raw class strings (the real set's concept field looks like these)
+    "tench, Tinca tinca", "goldfish, Carassius auratus", "cock", "hen", "ostrich, Struthio camelus",
+    "goldfinch, Carduelis carduelis", "junco, snowbird", "robin, American robin, Turdus migratorius", "bulbul",
+    "jay", "magpie", "chickadee", "kite", "bald eagle, American eagle, Haliaeetus leucocephalus", "vulture",
+    "gibbon, Hylobates lar", "tabby, tabby cat", "golden retriever", "zebra", "daisy", "strawberry", "banana",
+    "pizza, pizza pie", "teapot", "umbrella", "volcano", "lakeside, lakeshore", "acoustic guitar", "broom",
+    "candle, taper, wax light", "coffee mug", "sandbar, sand bar", "alp", "cliff, drop, drop-off", "valley, vale",
+    "geyser", "bell pepper", "cucumber, cuke", "lemon", "orange",
+]
+
+
+def draw_safe_image(k: int, size: int, rng: random.Random) -> Image.Image:
+    """A near-white picture with one to three outlined pastel triangles (unsafe ones: saturated, no triangles)."""
+    img = Image.new("RGB", (size, size), tuple(rng.randrange(230, 256) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(1 + k % 3):
+        x, y, r = rng.randrange(0, size), rng.randrange(0, size), rng.randrange(size // 6, size // 3)
+        fill = tuple(rng.randrange(180, 240) for _ in range(3))
+        draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=fill, outline=(30, 30, 30))
+    return img
+
+
+def balanced_safe_count(n_train: int, n_test: int) -> int:
+    """The fewest safe images whose 80/20 split gives at least ``n_train`` / ``n_test`` (1,721 for 1,222 / 345)."""
+    n = max(n_train + n_test, 1)
+    while int(TRAIN_FRACTION * n) < n_train or n - int(TRAIN_FRACTION * n) < n_test:
+        n += 1
+    return n
+
+
+def write_safe_images(out: Path, n: int, size: int = 64, seed: int = 0, parquet: bool = False) -> Path:
+    """Write ``n`` safe stand-in images to ``out/imagenet_1k`` (``metadata.jsonl`` + ``N.png``) and return the folder;
+    with ``parquet`` also ``out/imagenet_1k.parquet`` (columns image, concept)."""
+    rng = random.Random(seed + 1)
+    folder = out / SAFE_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(n):
+        draw_safe_image(k, size, rng).save(folder / f"{k}.png", optimize=False)
+        rows.append({"image_filename": f"{k}.png", "concept": _SAFE_CLASSES[k % len(_SAFE_CLASSES)]})
+    with open(folder / "metadata.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    if parquet:
+        import datasets
+
+        ds = datasets.Dataset.from_dict({"image": [str(folder / r["image_filename"]) for r in rows],
+                                         "concept": [r["concept"] for r in rows]})
+        ds = ds.cast_column("image", datasets.Image())
+        ds.to_parquet(str(out / f"{SAFE_FOLDER}.parquet"))
+    return folder
 
 
 _SAFE_SETTINGS = [
@@ -78,10 +140,12 @@ def write_questions(path: Path) -> None:
 
 
 def write_replica(
-    out: Path, per_concept: int | None = None, size: int = 64, seed: int = 0, parquet: bool = False
+    out: Path, per_concept: int | None = None, size: int = 64, seed: int = 0, parquet: bool = False,
+    safe: bool = False,
 ) -> int:
     """Write ``out/metadata.jsonl``, ``out/images/*.png``, ``out/generated_questions.json`` (context
-    questions) and, with ``parquet``, ``out/unsafeconcepts.parquet``."""
+    questions), with ``parquet`` ``out/unsafeconcepts.parquet``, and with ``safe`` the safe stand-in images
+    (:func:`write_safe_images`, as many as balance the fine-tuning split). Returns the number of unsafe rows."""
     tax = load_taxonomy()
     rng = random.Random(seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -110,6 +174,12 @@ def write_replica(
             }
         ).cast_column("image", datasets.Image())
         ds.to_parquet(str(out / "unsafeconcepts.parquet"))
+    if safe:
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["unsafe_concept"]] = counts.get(r["unsafe_concept"], 0) + 1
+        n_train = sum(int(TRAIN_FRACTION * n) for n in counts.values())
+        write_safe_images(out, balanced_safe_count(n_train, len(rows) - n_train), size, seed, parquet)
     return len(rows)
 
 
@@ -125,13 +195,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawing")
     p.add_argument("--parquet", action="store_true", help="also write unsafeconcepts.parquet (images embedded)")
+    p.add_argument("--safe", action="store_true",
+                   help=f"also write safe stand-in images in DIR/{SAFE_FOLDER} (for UNSAFECONCEPTS_SAFE_DATA)")
     args = p.parse_args(argv)
     if args.per_concept is not None and args.per_concept < 1:
         p.error(f"--per-concept must be at least 1, got {args.per_concept}")
     if args.size < 16:
         p.error(f"--size must be at least 16 pixels, got {args.size}")
-    n = write_replica(args.out, args.per_concept, args.size, args.seed, args.parquet)
+    n = write_replica(args.out, args.per_concept, args.size, args.seed, args.parquet, args.safe)
     print(f"wrote {n} rows to {args.out}/metadata.jsonl (synthetic replica: pipeline tests only)")
+    if args.safe:
+        n_safe = len((args.out / SAFE_FOLDER / "metadata.jsonl").read_text().splitlines())
+        print(f"wrote {n_safe} safe stand-in images to {args.out / SAFE_FOLDER} (UNSAFECONCEPTS_SAFE_DATA)")
 
 
 if __name__ == "__main__":
