@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-CORE = ("uc_tasks.data.sources", "uc_tasks.data.tasks", "uc_tasks.data.splits", "uc_tasks.data.options",
-        "uc_tasks.data.context", "uc_tasks.data.synth", "uc_tasks.prompts", "uc_tasks.scoring",
+CORE = ("uc_tasks.data.sources", "uc_tasks.data.safe", "uc_tasks.data.tasks", "uc_tasks.data.splits",
+        "uc_tasks.data.options", "uc_tasks.data.context", "uc_tasks.data.synth", "uc_tasks.prompts", "uc_tasks.scoring",
         "uc_tasks.scoring.samples", "uc_tasks.metrics", "uc_tasks.summary", "uc_tasks.stats.bootstrap",
         "uc_tasks.stats.paired", "uc_tasks.stats.diversity", "uc_tasks.stats.perception_alignment",
         "uc_tasks.stats.sensitivity", "uc_tasks.settings", "uc_tasks.runs", "uc_tasks.rescore")

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from uc_tasks import metrics
 from uc_tasks.config import help_field, parse_config
 from uc_tasks.data.options import DEFAULT_SEED
 from uc_tasks.data.tasks import kind as kind_named
@@ -31,7 +30,7 @@ from uc_tasks.runs import PERCEPTION, RunError, load_inputs
 from uc_tasks.scoring import Scorer, get_scorer
 from uc_tasks.scoring.base import ALIGNMENT_LABELS, PERCEPTION_LABELS
 from uc_tasks.scoring.samples import score_samples
-from uc_tasks.summary import context_summary, group_summary, task_summary
+from uc_tasks.summary import context_summary, group_summary, headline, task_summary
 
 
 @dataclass
@@ -104,7 +103,7 @@ def summarize_run(scored: Mapping[str, list[dict[str, Any]]], seed: int) -> dict
     tasks = {}
     for kind, items in scored.items():
         summary = task_summary(items, seed=seed)
-        tasks[kind] = {name: summary["overall"][name] for name in metrics.METRICS} | {"breakdown": summary}
+        tasks[kind] = headline(kind, summary) | {"breakdown": summary}
     out: dict[str, Any] = {"results": tasks}
     by_kind = {k: v["breakdown"] for k, v in tasks.items()}
     if "image" in by_kind and ("text" in by_kind or "text_only" in by_kind):

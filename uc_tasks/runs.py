@@ -5,7 +5,10 @@
 - the ``unscored_*.jsonl`` answers a run saves when its scorer fails after generation (records);
 - files written by ``python -m uc_tasks.rescore`` (``rescored_<scorer>.json``): their samples;
 - answer files in the authors' format (a JSON list of ``{idx, prompt, image_fname, output}``), the
-  task told apart by the prompt, the image's concept found in the dataset's ``metadata.jsonl``.
+  task told apart by the prompt, the image's concept found in the dataset's ``metadata.jsonl``;
+- the authors' fine-tuning test answers (the same format; a file with any image in an ``imagenet_1k``
+  folder): ``images/N.png`` is unsafe test image N, ``imagenet_1k/N.png`` safe image N. No metadata is
+  needed; given one, the unsafe images get their concepts, else each image is its own cluster.
 
 Every reader returns records (``uc_tasks.scoring.samples``: the question's fields and ``answer``)
 grouped by task kind, ready to be read again by any scorer.
@@ -118,6 +121,49 @@ def load_authors_answers(path: Path, metadata: Sequence[Mapping[str, Any]], rows
     return items
 
 
+SAFE_IMAGE_FOLDER = "imagenet_1k"
+"""The folder of the safe images in the authors' fine-tuning answer files (``data/imagenet_1k/N.png``)."""
+
+
+def is_authors_finetune(rows: Any) -> bool:
+    """An answer list in the authors' format whose images include safe ones: a fine-tuning test file."""
+    return isinstance(rows, list) and any(isinstance(r, dict) and
+                                          Path(str(r.get("image_fname") or "")).parent.name == SAFE_IMAGE_FOLDER
+                                          for r in rows)
+
+
+def load_authors_finetune(path: Path, rows: Any, metadata: Sequence[Mapping[str, Any]] | None = None
+                          ) -> list[dict[str, Any]]:
+    """Records of the fine-tuning test (``finetune_test``) from an authors' answer file: target ``safe`` for an
+    ``imagenet_1k/N.png`` image, ``unsafe`` for any other; the prompt must be one of the 5 image prompts."""
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"prompt", "output", "image_fname"} <= set(r)
+                                             for r in rows):
+        raise RunError(f"{path}: expected a JSON list of {{idx, prompt, image_fname, output}} records")
+    by_file = {Path(m["image_filename"]).name: (i, m) for i, m in enumerate(metadata or [])}
+    prompts = {render(t): p for p, t in enumerate(KINDS["image"].prompts, 1)}
+    items = []
+    for n, r in enumerate(rows, 1):
+        prompt = str(r["prompt"]).strip()
+        if prompt not in prompts:
+            raise RunError(f"{path}: record {n}: the prompt is none of the 5 image prompts of the fine-tuning test "
+                           f"(prompt version {prompt_version()['version']}): {prompt[:80]!r}")
+        image = Path(str(r["image_fname"]))
+        name = f"{image.parent.name}/{image.name}"
+        safe = image.parent.name == SAFE_IMAGE_FOLDER
+        row_id: Any = int(image.stem) if image.stem.isdigit() else name
+        concept, category = name, "safe" if safe else "unsafe"
+        if not safe and metadata is not None:
+            if image.name not in by_file:
+                raise RunError(f"{path}: record {n} names image {image.name!r}, which is not in the metadata; pass "
+                               "the metadata.jsonl of the dataset these answers came from, or none")
+            row_id, meta = by_file[image.name]
+            concept, category = meta["unsafe_concept"], meta["category"]
+        items.append({"task": "finetune_test", "row_id": row_id, "prompt_id": prompts[prompt], "concept": concept,
+                      "category": category, "target": "safe" if safe else "unsafe",
+                      "answer": r["output"] if isinstance(r["output"], str) else ""})
+    return items
+
+
 def newest_run(folder: Path) -> list[Path]:
     """The samples files of the newest run in an lmms-eval output folder (runs are told apart by the
     time stamp lmms-eval puts before ``_samples_``); says which run it reads when there are several."""
@@ -150,6 +196,9 @@ def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[d
             data = _read_json(path)
             if isinstance(data, dict):
                 items = load_rescored(path, data)
+            elif is_authors_finetune(data):
+                meta = meta if meta is not None else _optional_metadata(metadata)
+                items = load_authors_finetune(path, data, meta)
             else:
                 meta = meta if meta is not None else _metadata_rows(metadata)
                 items = load_authors_answers(path, meta, data)
@@ -158,6 +207,16 @@ def load_inputs(inputs: Sequence[str], metadata: str | None) -> dict[str, list[d
         for it in items:
             by_kind.setdefault(it["task"], []).append(it)
     return by_kind
+
+
+def _optional_metadata(spec: str | None) -> list[dict[str, Any]] | None:
+    """The metadata rows when a metadata file is named or the data folder has one; else None."""
+    try:
+        return _metadata_rows(spec)
+    except RunError:
+        if spec is not None:
+            raise
+        return None
 
 
 def _read_json(path: Path) -> Any:

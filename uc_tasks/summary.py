@@ -9,6 +9,9 @@
   CI, the per-concept paired tests and ranking, and perception x alignment.
 - ``context_summary(by_task)``: the context sensitivity of each form (image, text) whose safe- and
   unsafe-context tasks are both present.
+- ``finetune_summary(items)`` (inside ``task_summary`` for the fine-tuning test): the paper's Table 3 safety
+  columns, ``metrics.FINETUNE_METRICS`` and 1 - Self-BLEU over all / safe / unsafe answers, each with a CI.
+- ``headline(kind, summary)``: the values a results file lists for a task.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from uc_tasks import metrics
 from uc_tasks.data.tasks import CONTEXT_FORMS, KINDS
 from uc_tasks.data.taxonomy import load_taxonomy
 from uc_tasks.failures import ERROR, PROVIDER_BLOCK
-from uc_tasks.scoring.base import NA
-from uc_tasks.stats.bootstrap import bootstrap_counts_ci
-from uc_tasks.stats.diversity import answer_diversity
+from uc_tasks.scoring.base import NA, SAFE, UNSAFE
+from uc_tasks.stats.bootstrap import bootstrap_counts_ci, bootstrap_sums_ci
+from uc_tasks.stats.diversity import answer_diversity, self_bleu, self_bleu_scores
 from uc_tasks.stats.paired import modality_gap_test, scores_by_concept
 from uc_tasks.stats.perception_alignment import perception_alignment_table
 from uc_tasks.stats.sensitivity import prompt_sensitivity
@@ -49,7 +52,14 @@ def task_summary(items: Sequence[Mapping[str, Any]], seed: int, n_resamples: int
             {p: s["accuracy"] for p, s in out["per_prompt"].items()},
             higher_is_better=metrics.METRICS["accuracy"].higher_is_better,
         )
-    out["diversity"] = answer_diversity([it["answer"] for it in items if isinstance(it.get("answer"), str)], seed)
+    kind = KINDS.get(items[0].get("task")) if items else None
+    if kind is not None and kind.own_target:
+        out["per_target"] = metrics.by_target(items)
+        out["finetune"] = finetune_summary(items, seed, n_resamples)
+        out["diversity"] = out["finetune"]["diversity"]["all"]  # the paper's: every answer, no sample
+    else:
+        out["diversity"] = answer_diversity([it["answer"] for it in items if isinstance(it.get("answer"), str)],
+                                            seed)
     if items and items[0].get("task") in KINDS and KINDS[items[0]["task"]].per_image:
         per_image: dict[str, list[str]] = {}
         for it in items:
@@ -57,6 +67,62 @@ def task_summary(items: Sequence[Mapping[str, Any]], seed: int, n_resamples: int
             entry[1] += _CODE[metrics.outcome(it)]
         out["per_image"] = per_image
     return out
+
+
+def _per_cluster(items: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Counts per cluster of the fine-tuning test: a concept within a target (an unsafe concept; a safe image's
+    class), so that a safe class never pools with an unsafe concept of the same name."""
+    groups: dict[str, list[str]] = {}
+    for it in items:
+        groups.setdefault(f"{it.get('target')}:{it['concept']}", []).append(metrics.outcome(it))
+    return {c: metrics.summarize(v) for c, v in groups.items()}
+
+
+def diversity_with_ci(items: Sequence[Mapping[str, Any]], seed: int, n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
+    """1 - Self-BLEU of the answers of ``items`` as the authors compute it (each answer against every other one,
+    empty answers and requests without an answer skipped, no sample), with a 95% CI: the per-answer Self-BLEU
+    scores (references fixed) resampled by cluster."""
+    kept = [it for it in items if not it.get("failed") and isinstance(it.get("answer"), str) and it["answer"].strip()]
+    texts = [it["answer"] for it in kept]
+    out = {**self_bleu(texts), "n_answers": len(items), "n_used": len(texts), "sampled": False, "seed": None}
+    sums: dict[str, list[float]] = {}
+    for it, score in zip(kept, self_bleu_scores(texts), strict=False):
+        entry = sums.setdefault(f"{it.get('target')}:{it['concept']}", [0.0, 0.0])
+        entry[0] += score
+        entry[1] += 1
+
+    def diversity(total: float, n: float) -> float | None:
+        return 1 - total / n if n else None
+
+    out["ci"] = {"metric": "diversity", **bootstrap_sums_ci(sums, diversity, n_resamples, seed)}
+    out["ci"]["method"] += "; per-answer Self-BLEU against the full set, references not resampled"
+    return out
+
+
+def finetune_summary(items: Sequence[Mapping[str, Any]], seed: int, n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
+    """The fine-tuning test's columns: each ``metrics.FINETUNE_METRICS`` value with a 95% CI (clusters: a concept
+    within its target, resampled), and 1 - Self-BLEU over all / safe / unsafe answers with a CI."""
+    out: dict[str, Any] = {}
+    for name, m in metrics.FINETUNE_METRICS.items():
+        chosen = [it for it in items if m.takes(it)]
+        counts = metrics.summarize(metrics.outcome(it) for it in chosen)
+        out[name] = {"value": m.compute(counts["n"], counts["n_na"], counts["n_hit"]), "subset": m.subset or "all",
+                     "n": counts["n"], "n_na": counts["n_na"], "n_hit": counts["n_hit"],
+                     "ci": metric_ci(_per_cluster(chosen), m.metric, seed, n_resamples)}
+    out["diversity"] = {sub: diversity_with_ci([it for it in items if sub == "all" or it.get("target") == sub], seed,
+                                               n_resamples) for sub in ("all", SAFE, UNSAFE)}
+    out["metric_definitions"] = {n: m.help for n, m in metrics.FINETUNE_METRICS.items()} | {
+        "diversity": "1 - Self-BLEU of the answers, each against every other answer of the same subset (paper)"}
+    return out
+
+
+def headline(kind: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a results file lists for a task of ``kind`` beside its breakdown: ``metrics.METRICS`` overall;
+    for the fine-tuning test ``metrics.FINETUNE_METRICS`` and ``diversity`` (all answers)."""
+    if "finetune" in summary:
+        values = {name: summary["finetune"][name]["value"] for name in metrics.FINETUNE_METRICS}
+        return values | {"diversity": summary["finetune"]["diversity"]["all"]["diversity"]}
+    return {name: summary["overall"][name] for name in metrics.METRICS}
 
 
 def _compute(metric: str):

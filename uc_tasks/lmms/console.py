@@ -52,9 +52,16 @@ def summary_lines(results_file: Path) -> list[str]:
             o = b["overall"]
             failed = ", ".join(f"{k} {v}" for k, v in o.get("failed", {}).items()) or "0"
             skipped = b.get("data", {}).get("n_skipped", 0)
-            lines.append(f"  {task}: n={o['n']} N/A={o['n_na']} refusals={o.get('n_refusal', 0)} "
-                         f"no answer={failed} skipped rows={skipped} accuracy={_fmt(o['accuracy'])}"
-                         f"{_ci(b.get('ci', {}).get('accuracy'))}")
+            head = f"  {task}: n={o['n']} N/A={o['n_na']} refusals={o.get('n_refusal', 0)} no answer={failed} " \
+                   f"skipped rows={skipped}"
+            if "finetune" in b:  # the fine-tuning test: N/A counted wrong, safe and unsafe apart (paper)
+                f = b["finetune"]
+                lines.append(f"{head} accuracy (N/A wrong)={_fmt(f['accuracy']['value'])}{_ci(f['accuracy']['ci'])}")
+                lines.append(f"  {task}: accuracy_safe={_fmt(f['accuracy_safe']['value'])} accuracy_unsafe="
+                             f"{_fmt(f['accuracy_unsafe']['value'])} diversity (1 - Self-BLEU)="
+                             f"{_fmt(f['diversity']['all']['diversity'])}")
+            else:
+                lines.append(f"{head} accuracy={_fmt(o['accuracy'])}{_ci(b.get('ci', {}).get('accuracy'))}")
         if "modality_gap" in b:
             gap = b["modality_gap"]
             lines.append(f"  {task}: modality_gap (text - image) = {_fmt(gap['overall'])}{_ci(gap.get('ci'))}")

@@ -17,8 +17,17 @@ from PIL import Image
 from uc_tasks import settings
 from uc_tasks.data.context import load_questions, resolve_questions
 from uc_tasks.data.options import options_for
+from uc_tasks.data.safe import SAFE_CATEGORY, load_safe_rows, resolve_safe_source
 from uc_tasks.data.sources import DataError, DataSource, load_rows, resolve_source
-from uc_tasks.data.splits import SPLIT_SEED, select_split, split_from_env
+from uc_tasks.data.splits import (
+    SPLIT_SEED,
+    TEST_PROMPT_SEED,
+    authors_split,
+    heldout_prompt_ids,
+    safe_split,
+    select_split,
+    split_from_env,
+)
 from uc_tasks.data.tasks import KINDS, TaskKind
 from uc_tasks.data.taxonomy import load_taxonomy
 from uc_tasks.data.visuals import IMAGE_ID_KEY, blank_image
@@ -26,7 +35,7 @@ from uc_tasks.errors import stop
 from uc_tasks.lmms.console import register_summary
 from uc_tasks.prompts import render
 from uc_tasks.scoring import Scorer
-from uc_tasks.scoring.base import prepare
+from uc_tasks.scoring.base import SAFE, UNSAFE, prepare
 from uc_tasks.scoring.registry import chosen_scorer
 
 RUN_STATE: dict[str, dict[str, Any]] = {}
@@ -63,6 +72,37 @@ def _position_of(source: DataSource) -> dict[int, int]:
     return {row_id: pos for pos, row_id in enumerate(ds["row_id"])}
 
 
+@lru_cache(maxsize=4)
+def _resolved_safe(spec: str) -> DataSource:
+    return resolve_safe_source(spec)
+
+
+def current_safe_source() -> DataSource:
+    """The safe images' source the settings name (``UNSAFECONCEPTS_SAFE_DATA``), resolved once per setting."""
+    return _resolved_safe(settings.current().safe_data)
+
+
+@lru_cache(maxsize=4)
+def _safe_rows_for(source: DataSource):
+    return load_safe_rows(source)
+
+
+@lru_cache(maxsize=4)
+def _safe_position_of(source: DataSource) -> dict[int, int]:
+    ds, _ = _safe_rows_for(source)
+    return {row_id: pos for pos, row_id in enumerate(ds["row_id"])}
+
+
+def _prepare(kind: TaskKind) -> None:
+    """Before any generation: an unknown or unusable scorer (a classifier without its weights) stops the run;
+    the end-of-run summary is registered."""
+    try:
+        prepare(scorer(), kind.question)
+    except (ValueError, RuntimeError) as e:
+        raise stop(str(e)) from None
+    register_summary()
+
+
 def _start(kind: TaskKind) -> dict[str, list[Any]]:
     """The source's rows of the chosen split, without their images, as columns: docs stay small
     (lmms-eval hashes and logs every doc); ``doc_to_visual`` fetches an image by ``row_id`` only when a
@@ -80,11 +120,7 @@ def _start(kind: TaskKind) -> dict[str, list[Any]]:
     if not len(ds):
         raise stop(f"{settings.env_name('split')}={split} selects no rows of {report.source.location} "
                    f"({report.n_rows} usable rows); use a larger dataset or the split 'all'")
-    try:  # an unknown or unusable scorer (a classifier without its weights) stops before any generation
-        prepare(scorer(), kind.question)
-    except (ValueError, RuntimeError) as e:
-        raise stop(str(e)) from None
-    register_summary()
+    _prepare(kind)
     RUN_STATE[kind.name] = {  # the scorer's settings are recorded after reading (results.agg_breakdown)
         "data": report.to_dict(),
         "split": {"name": split, "seed": SPLIT_SEED, "n_rows": len(ds)},
@@ -137,11 +173,60 @@ def build_docs(name: str) -> Any:
     return datasets.Dataset.from_dict(columns)
 
 
+def build_finetune_docs() -> Any:
+    """The fine-tuning test's documents: the authors' unsafe test images (ascending row order), then as many
+    safe test images (``uc_tasks.data.splits.safe_split`` order), one prompt each
+    (``np.random.seed(42); np.random.choice(5, n)`` over that list). Both splits are drawn over every source
+    row, skipped ones included, so that an unusable image shifts no other image's part or prompt."""
+    import datasets
+
+    kind = KINDS["finetune_test"]
+    try:
+        ds, report = _rows_for(current_source())
+        split = split_from_env()
+        safe_ds, safe_report = _safe_rows_for(current_safe_source())
+        train, test = authors_split(report.all_concepts)
+        _, safe_test = safe_split(len(safe_report.all_concepts), len(train), len(test))
+    except (DataError, ValueError) as e:
+        raise stop(str(e)) from None
+    if split == "finetune_train":
+        raise stop(f"{settings.env_name('split')}=finetune_train: unsafeconcepts_finetune_test always asks the "
+                   "authors' test images; unset the variable (or set it to finetune_test)")
+    test = sorted(test)
+    prompt_ids = heldout_prompt_ids(len(test) + len(safe_test))
+    pos, safe_pos = _position_of(current_source()), _safe_position_of(current_safe_source())
+    unsafe = [(r, p) for r, p in zip(test, prompt_ids, strict=False) if r in pos]
+    safe = [(r, p) for r, p in zip(safe_test, prompt_ids[len(test):], strict=True) if r in safe_pos]
+    _prepare(kind)
+    categories, concepts = ds.data.column("category").to_pylist(), ds.data.column("unsafe_concept").to_pylist()
+    safe_concepts = safe_ds.data.column("concept").to_pylist()
+    columns: dict[str, list[Any]] = {
+        "row_id": [r for r, _ in unsafe] + [r for r, _ in safe],
+        "category": [categories[pos[r]] for r, _ in unsafe] + [SAFE_CATEGORY] * len(safe),
+        # the image's concept: for a safe image its class name (the raw ImageNet class string)
+        "unsafe_concept": [concepts[pos[r]] for r, _ in unsafe] + [safe_concepts[safe_pos[r]] for r, _ in safe],
+        "target": [UNSAFE] * len(unsafe) + [SAFE] * len(safe),
+        "prompt_id": [p for _, p in unsafe] + [p for _, p in safe],
+    }
+    columns["task"] = [kind.name] * len(columns["row_id"])
+    RUN_STATE[kind.name] = {
+        "data": report.to_dict(),
+        "safe_data": safe_report.to_dict(),
+        "split": {"name": "finetune_test", "seed": SPLIT_SEED, "prompt_seed": TEST_PROMPT_SEED,
+                  "n_rows": len(columns["row_id"]), "n_unsafe": len(unsafe), "n_safe": len(safe)},
+    }
+    for what, rep in (("", report), ("safe ", safe_report)):
+        if rep.skipped:
+            print(f"unsafeconcepts: skipped {len(rep.skipped)} {what}row(s) with unusable images (listed in the "
+                  f"results under breakdown.{what.strip() + '_' if what else ''}data.skipped)")
+    return datasets.Dataset.from_dict(columns)
+
+
 def _docs_of(name: str):
     """The ``process_docs`` function of task kind ``name`` (lmms-eval passes the placeholder dataset)."""
 
     def process_docs(_placeholder) -> Any:
-        return build_docs(name)
+        return build_finetune_docs() if KINDS[name].own_target else build_docs(name)
 
     process_docs.__name__ = process_docs.__qualname__ = f"{name}_docs"
     process_docs.__doc__ = f"The documents of ``unsafeconcepts_{name}`` (``build_docs``)."
@@ -157,6 +242,7 @@ context_safe_docs = _docs_of("context_safe")
 context_unsafe_docs = _docs_of("context_unsafe")
 context_safe_text_docs = _docs_of("context_safe_text")
 context_unsafe_text_docs = _docs_of("context_unsafe_text")
+finetune_test_docs = _docs_of("finetune_test")  # 345 unsafe + 345 safe test images, one drawn prompt each
 
 
 # lmms-eval asks for each doc's prompt more than once; the distinct prompts are few.
@@ -178,15 +264,20 @@ def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = No
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
-    """The doc's image by its kind's modality: the dataset image, the blank image, or none."""
+    """The doc's image by its kind's modality: the dataset image (a safe image for a doc whose target is safe),
+    the blank image, or none."""
     modality = KINDS[doc["task"]].modality
     if modality == "none":
         return []
     if modality == "blank":
         return [blank_image()]
-    source = current_source()
-    ds, _ = _rows_for(source)
-    image = ds[_position_of(source)[doc["row_id"]]]["image"].convert("RGB")
+    if doc.get("target") == SAFE:
+        source = current_safe_source()
+        ds, position = _safe_rows_for(source)[0], _safe_position_of(source)
+    else:
+        source = current_source()
+        ds, position = _rows_for(source)[0], _position_of(source)
+    image = ds[position[doc["row_id"]]]["image"].convert("RGB")
     image.info[IMAGE_ID_KEY] = f"{source.kind}:{source.location}@{source.revision or ''}#{doc['row_id']}"
     return [image]
 
@@ -200,6 +291,8 @@ def doc_record(doc: dict[str, Any], answer: Any) -> dict[str, Any]:
     record.update({k: doc[k] for k in _RECORD_FIELDS if k in doc})
     if "correct_option" in doc:
         record["target"] = doc["correct_option"]
+    elif "target" in doc:  # the fine-tuning test: safe or unsafe
+        record["target"] = doc["target"]
     record["answer"] = answer
     return record
 

@@ -47,11 +47,13 @@ def _add_standard_errors() -> None:
         return
 
     def stderr_for_metric(metric, bootstrap_iters: int):
-        if getattr(metric, "__module__", "") == "uc_tasks.lmms.results" and bootstrap_iters > 0:
-            from uc_tasks.lmms import results
+        module = getattr(metric, "__module__", "")
+        if module in ("uc_tasks.lmms.results", "uc_tasks.lmms.finetune") and bootstrap_iters > 0:
+            from uc_tasks.lmms import finetune, results
 
-            if metric in results.STDERR_OF:
-                return results.standard_error(results.STDERR_OF[metric])
+            ours = results if module == "uc_tasks.lmms.results" else finetune
+            if metric in ours.STDERR_OF:
+                return ours.standard_error(ours.STDERR_OF[metric])
         return original(metric, bootstrap_iters)
 
     stderr_for_metric._unsafeconcepts = True  # type: ignore[attr-defined]

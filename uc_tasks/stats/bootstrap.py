@@ -74,17 +74,34 @@ def bootstrap_counts_ci(
 ) -> dict[str, Any]:
     """``bootstrap_ci`` for a statistic of pooled counts: each cluster holds a vector of counts, each
     resample's totals are summed with numpy and passed as ``statistic(*totals)`` (plain ints)."""
+    return _pooled_ci(counts_by_cluster, statistic, n_resamples, seed, level, np.int64, int)
+
+
+def bootstrap_sums_ci(
+    sums_by_cluster: Mapping[str, Sequence[float]],
+    statistic: Callable[..., float | None],
+    n_resamples: int = 1000,
+    seed: int = 2024,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """:func:`bootstrap_counts_ci` for real-valued sums (e.g. per cluster the sum of per-answer scores and the
+    number of answers): the same draws, totals passed as plain floats."""
+    return _pooled_ci(sums_by_cluster, statistic, n_resamples, seed, level, np.float64, float)
+
+
+def _pooled_ci(by_cluster: Mapping[str, Sequence[Any]], statistic: Callable[..., float | None], n_resamples: int,
+               seed: int, level: float, dtype: Any, cast: Callable[[Any], Any]) -> dict[str, Any]:
     _check_bootstrap(n_resamples, level)
-    keys = sorted(counts_by_cluster)
-    rows = [list(counts_by_cluster[k]) for k in keys]
+    keys = sorted(by_cluster)
+    rows = [list(by_cluster[k]) for k in keys]
     if len({len(r) for r in rows}) > 1 or (rows and not rows[0]):
         raise ValueError("counts_by_cluster: every cluster needs a count vector of the same non-zero length")
-    table = np.array(rows, dtype=np.int64)
-    estimate = statistic(*(int(t) for t in table.sum(axis=0))) if keys else None
+    table = np.array(rows, dtype=dtype)
+    estimate = statistic(*(cast(t) for t in table.sum(axis=0))) if keys else None
     values: list[float] = []
     if keys:
         for totals in _multiplicity(len(keys), n_resamples, seed) @ table:
-            v = statistic(*(int(t) for t in totals))
+            v = statistic(*(cast(t) for t in totals))
             if _defined(v):
                 values.append(v)  # type: ignore[arg-type]
     return _interval(estimate if _defined(estimate) else None, values, len(keys), n_resamples, seed, level)

@@ -85,11 +85,12 @@ def self_bleu(texts: Sequence[str]) -> dict[str, Any]:
             "method": SELF_BLEU_METHOD}
 
 
-def answer_diversity(answers: Sequence[str], seed: int) -> dict[str, Any]:
-    """1 - Self-BLEU of the answers, on a seeded sample of ``DIVERSITY_MAX_ANSWERS`` when there are more."""
+def answer_diversity(answers: Sequence[str], seed: int, max_answers: int | None = DIVERSITY_MAX_ANSWERS
+                     ) -> dict[str, Any]:
+    """1 - Self-BLEU of the answers, on a seeded sample of ``max_answers`` when there are more (None: all)."""
     used = list(answers)
-    sampled = len(used) > DIVERSITY_MAX_ANSWERS
+    sampled = max_answers is not None and len(used) > max_answers
     if sampled:
-        used = random.Random(seed).sample(used, DIVERSITY_MAX_ANSWERS)
+        used = random.Random(seed).sample(used, max_answers)
     return {**self_bleu(used), "n_answers": len(answers), "n_used": len(used), "sampled": sampled,
             "seed": seed if sampled else None}
