@@ -115,8 +115,9 @@ def _train_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def _model_config(tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
-    """The LLaVA config: a 2-layer CLIP tower (32x32 images, 16 patches) and a 2-layer Llama."""
+def _model_config(tokenizer: PreTrainedTokenizerFast, text_hidden: int = 32) -> LlavaConfig:
+    """The LLaVA config: a 2-layer CLIP tower (32x32 images, 16 patches) and a 2-layer Llama of width
+    ``text_hidden`` (2 heads: vLLM's CPU attention needs a head size of at least 32)."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     vision = CLIPVisionConfig(
@@ -131,8 +132,8 @@ def _model_config(tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=text_hidden,
+        intermediate_size=2 * text_hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
@@ -175,7 +176,7 @@ def _processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
     )
 
 
-def build_tiny_vlm(out_dir: Path, seed: int = 0) -> Path:
+def build_tiny_vlm(out_dir: Path, seed: int = 0, text_hidden: int = 32) -> Path:
     """Write a complete tiny LLaVA model folder to ``out_dir`` and return it.
 
     The weights are random but reproducible: drawn after ``torch.manual_seed(seed)``. float32, CPU,
@@ -187,7 +188,7 @@ def build_tiny_vlm(out_dir: Path, seed: int = 0) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer()
-    config = _model_config(tokenizer)
+    config = _model_config(tokenizer, text_hidden)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).to(torch.float32).eval()
     special_ids = sorted(tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS)
