@@ -235,3 +235,96 @@ def load_rescored(path: Path, data: Any = None) -> list[dict[str, Any]]:
                        "an lmms-eval samples folder, or an authors' answer list")
     return [{k: v for k, v in it.items() if k not in _READING_FIELDS} for items in data["samples"].values()
             for it in items]
+
+
+# --- results summaries (what report and leaderboard show) ---------------------------------------
+
+_FILTER = ",none"  # lmms-eval keys a task's metric as "<metric>,<filter>"; our tasks have the one filter "none"
+
+
+def results_file(spec: str | Path) -> Path:
+    """The results JSON that ``spec`` names: the file itself, or the newest ``*_results.json`` in a folder
+    (lmms-eval's time stamp orders them) or, failing that, its ``rescored_*.json``."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise RunError(f"{spec}: no such file or folder; pass an lmms-eval --output_path folder, its "
+                       "*_results.json or a rescored_<scorer>.json")
+    found = sorted(path.rglob("*_results.json"), key=lambda p: p.name) or sorted(path.rglob("rescored_*.json"))
+    if not found:
+        raise RunError(f"{spec}: no *_results.json or rescored_*.json inside; is this an lmms-eval --output_path?")
+    return found[-1]
+
+
+def samples_of(results: Path) -> list[Path]:
+    """The samples files lmms-eval wrote with ``results`` (same folder, same time-stamp prefix)."""
+    prefix = results.name.removesuffix("_results.json")
+    return sorted(results.parent.glob(f"{prefix}_samples_unsafeconcepts*.jsonl"))
+
+
+def load_summaries(spec: str | Path) -> dict[str, Any]:
+    """A finished run's results summaries, the same shape from an lmms-eval results JSON (or the folder
+    holding it) and from a ``rescored_*.json``: ``tasks`` (per task kind the ``breakdown`` the task
+    wrote), ``metrics`` (per kind the headline values as written), ``group`` (the ``unsafeconcepts``
+    group's breakdown, or None), ``modality_gap`` (its value as written), ``context_sensitivity``,
+    ``scorer``, ``provenance``, ``model`` and ``date`` (None where the file records none)."""
+    path = results_file(spec)
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise RunError(f"{path}: a JSON object without 'results'; pass an lmms-eval *_results.json or a "
+                       "rescored_<scorer>.json")
+    out = _rescored_summaries(data) if "samples" in data else _lmms_summaries(data)
+    if not out["tasks"]:
+        raise RunError(f"{path}: no UnsafeConcepts task results inside (no 'breakdown'); was it a run of "
+                       "unsafeconcepts_* tasks?")
+    bad = [k for k, b in out["tasks"].items() if not isinstance(b, dict) or not isinstance(b.get("overall"), dict)]
+    if bad:
+        raise RunError(f"{path}: the breakdown of {', '.join(bad)} has no 'overall' counts")
+    return {"path": str(path), **out}
+
+
+def _headline(results: Mapping[str, Any], kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
+    return {k: {m: (results.get(k) or {}).get(m) for m in ("accuracy", "accuracy_strict", "na_rate")} for k in kinds}
+
+
+def _rescored_summaries(data: Mapping[str, Any]) -> dict[str, Any]:
+    res = data["results"]
+    tasks = {k: v["breakdown"] for k, v in res.items() if isinstance(v, dict) and "breakdown" in v}
+    group = data.get("group")
+    return {"format": "rescored", "tasks": tasks, "metrics": _headline(res, list(tasks)), "group": group,
+            "modality_gap": (group or {}).get("modality_gap", {}).get("overall"),
+            "context_sensitivity": data.get("context_sensitivity"), "scorer": data.get("scorer"),
+            "provenance": data.get("provenance"),
+            "model": "rescored from " + ", ".join(map(str, data.get("rescored_from", []))), "date": data.get("date")}
+
+
+def _lmms_summaries(data: Mapping[str, Any]) -> dict[str, Any]:
+    res = {name.removeprefix("unsafeconcepts_") if name != "unsafeconcepts" else name:
+           {k.removesuffix(_FILTER): v for k, v in r.items()} for name, r in data["results"].items()
+           if isinstance(r, dict)}
+    tasks = {k: r["breakdown"] for k, r in res.items() if k in KINDS and isinstance(r.get("breakdown"), dict)}
+    first = next(iter(tasks.values()), {})
+    config = data.get("config") or {}
+    return {"format": "lmms-eval", "tasks": tasks, "metrics": _headline(res, list(tasks)),
+            "group": res.get("unsafeconcepts", {}).get("breakdown"),
+            "modality_gap": res.get("unsafeconcepts", {}).get("modality_gap"),
+            "context_sensitivity": (res.get("context", {}).get("breakdown") or {}).get("context_sensitivity"),
+            "scorer": first.get("scorer"), "provenance": first.get("provenance"),
+            "model": " ".join(str(config[k]) for k in ("model", "model_args") if config.get(k)) or None,
+            "date": data.get("date")}
+
+
+def load_recorded_samples(path: Path) -> list[dict[str, Any]]:
+    """Each sample of an lmms-eval samples file as its task scored it: our record under ``breakdown``
+    with its reading (``label``, ``hit``, ``failed``), ``answer`` the response lmms-eval logged (the
+    answer ``load_samples_file`` gives to a scorer) and ``prompt`` the question it was asked."""
+    items = []
+    for n, sample in read_jsonl(path, RunError, "pass the *_samples_<task>.jsonl files lmms-eval wrote"):
+        record = sample.get("breakdown") if isinstance(sample, dict) else None
+        if not isinstance(record, dict) or "task" not in record:
+            raise RunError(f"{path}:{n}: no UnsafeConcepts record under 'breakdown'; is this a samples file of "
+                           "an unsafeconcepts_* task run with --log_samples?")
+        answer = _first_response(sample.get("filtered_resps")) or record.get("answer") or ""
+        items.append({**record, "answer": answer, "prompt": _first_response(sample.get("input")) or ""})
+    return items

@@ -1,0 +1,3 @@
+from uc_tasks.report import main
+
+raise SystemExit(main())
