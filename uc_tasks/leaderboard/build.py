@@ -88,12 +88,15 @@ def _facts(r: Mapping[str, Any]) -> list[str]:
             f"prompts v{(r.get('prompts') or {}).get('version')}"]
 
 
+INTRO = ("Ranked by image alignment (share of unsafe images judged unsafe, N/A excluded; higher is better); rows "
+         "without an image score follow, by text alignment. Submitted rows were re-validated from their answers "
+         "({cmd}); rows marked {reported} are the paper's published numbers. Modality gap = text minus image "
+         "alignment.")
+
+
 def render_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["# UnsafeConcepts leaderboard", "",
-             "Ranked by image alignment (share of unsafe images judged unsafe, N/A excluded; higher is better); "
-             "rows without an image score follow, by text alignment. Submitted rows were re-validated from their "
-             "answers (`python -m uc_tasks.leaderboard validate`); rows marked *reported by the paper, not re-run* "
-             "are the paper's published numbers. Modality gap = text minus image alignment.", "",
+             INTRO.format(cmd="`python -m uc_tasks.leaderboard validate`", reported=f"*{REPORTED}*"), "",
              "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for r in rows:
         cells = [str(r.get("rank", "-")), str(r.get("model") or r["name"]).replace("|", "/"),
@@ -110,8 +113,9 @@ def render_html(rows: Sequence[Mapping[str, Any]], dpi: int) -> str:
     gaps = [(str(r.get("model") or r["name"])[:50], numbers.estimate(r["modality_gap"]), r["reported"])
             for r in rows if r.get("modality_gap")]
     chart = figure(gap_bars(gaps, dpi), "modality gap per model") if gaps else ""
-    html = (f"<h1>UnsafeConcepts leaderboard</h1><p>{esc(render_markdown([]).splitlines()[2])} Click a column "
-            f"to sort.</p>{table(HEADERS, body, sortable=True)}<h2>Modality gap</h2>{chart}")
+    intro = INTRO.format(cmd="<code>python -m uc_tasks.leaderboard validate</code>", reported=f"<i>{esc(REPORTED)}</i>")
+    html = (f"<h1>UnsafeConcepts leaderboard</h1><p>{intro} Click a column to sort.</p>"
+            f"{table(HEADERS, body, sortable=True)}<h2>Modality gap</h2>{chart}")
     return document("UnsafeConcepts leaderboard", html)
 
 

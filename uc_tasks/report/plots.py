@@ -40,9 +40,11 @@ def _png(fig: Any, dpi: int) -> bytes:
 
 
 def _errs(values: Sequence[Estimate]) -> tuple[list[float], list[list[float]]]:
-    est = [v[0] if v[0] is not None else float("nan") for v in values]
-    low = [e - v[1] if v[1] is not None and v[0] is not None else 0.0 for e, v in zip(est, values, strict=True)]
-    high = [v[2] - e if v[2] is not None and v[0] is not None else 0.0 for e, v in zip(est, values, strict=True)]
+    """Bar heights and error-bar lengths; a value without a CI draws no error bar (NaN)."""
+    nan = float("nan")
+    est = [v[0] if v[0] is not None else nan for v in values]
+    low = [e - v[1] if v[1] is not None and v[0] is not None else nan for e, v in zip(est, values, strict=True)]
+    high = [v[2] - e if v[2] is not None and v[0] is not None else nan for e, v in zip(est, values, strict=True)]
     return est, [low, high]
 
 
