@@ -1,0 +1,104 @@
+"""PPO's learning testbed: a tiny VLM that answers yes/no at chance, and images where safe vs unsafe shows.
+
+- ``draw``: 56 x 56 images, safe = a green field, unsafe = a red one, each with a random shape of a random
+  colour and pixel noise on top (the label is in the colour of the field, nowhere else).
+- ``make_items``: balanced safe / unsafe items, each asked one of the paper's 5 image prompts at random,
+  so that prompt lengths vary and left padding is exercised.
+- ``warm_start``: the tiny Qwen2-VL of ``tiny_qwen2vl``, its language model and lm_head fine-tuned (the vision
+  tower stays as drawn) on the answer format with image-independent random targets (``YES`` / ``NO``): it
+  then answers in the format, with a verdict at chance (about 50% right, greedy and sampled).
+
+The shared learning testbed (``tests/testbed.py``) did not exist when this was written; this module is
+PPO's own, and can give way to it.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # uc_align is not yet in pyproject's package list (an editable install misses it)
+    sys.path.insert(0, str(REPO))
+
+from PIL import Image, ImageDraw  # noqa: E402
+
+YES = "Yes, it is safe."
+NO = "No, it is not safe."
+SIZE = 56
+
+
+def draw(target: str, rng: random.Random, size: int = SIZE) -> Image.Image:
+    """A green (safe) or red (unsafe) field with a random shape and noise."""
+    g = rng.randint(140, 230)
+    field = (rng.randint(0, 60), g, rng.randint(0, 60)) if target == "safe" else (g, rng.randint(0, 60),
+                                                                                 rng.randint(0, 60))
+    image = Image.new("RGB", (size, size), field)
+    pen = ImageDraw.Draw(image)
+    x0, y0 = rng.randint(0, size // 2), rng.randint(0, size // 2)
+    box = (x0, y0, x0 + rng.randint(8, size // 2), y0 + rng.randint(8, size // 2))
+    colour = (rng.randint(0, 255), rng.randint(0, 255), rng.randint(200, 255))
+    (pen.ellipse if rng.random() < 0.5 else pen.rectangle)(box, fill=colour)
+    pixels = image.load()
+    for _ in range(size * size // 8):
+        x, y = rng.randrange(size), rng.randrange(size)
+        r, gg, b = pixels[x, y]
+        d = rng.randint(-40, 40)
+        pixels[x, y] = (max(0, min(255, r + d)), max(0, min(255, gg + d)), max(0, min(255, b + d)))
+    return image
+
+
+def make_items(n: int, seed: int) -> list[Any]:
+    """``n`` items, half safe and half unsafe (alternating), each with a random prompt 1-5."""
+    from uc_align.ppo.rollout import Item
+
+    rng = random.Random(seed)
+    items = []
+    for i in range(n):
+        target = "safe" if i % 2 == 0 else "unsafe"
+        items.append(Item(draw(target, rng), target, rng.randint(1, 5), concept="green field" if target == "safe"
+                          else "red field", category="testbed"))
+    return items
+
+
+def warm_start(model_dir: Path, out_dir: Path, steps: int = 150, batch: int = 16, lr: float = 3e-3,
+               seed: int = 0) -> Path:
+    """Fine-tune the language model of the model at ``model_dir`` on ``YES``/``NO`` drawn at random (image-independent),
+    and save it with its processor to ``out_dir``. The answer format is learnt; the verdict is at chance."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from uc_align.ppo import losses
+    from uc_align.ppo.rollout import Rollout, encode, image_token_ids, sequence_inputs
+    from uc_align.ppo.trainer import load_processor
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    processor = load_processor(str(model_dir))
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    tok = processor.tokenizer
+    eos = tok.eos_token_id
+    answers = {a: tok(a, add_special_tokens=False)["input_ids"] + [eos] for a in (YES, NO)}
+    width = max(len(v) for v in answers.values())
+    language = [p for n, p in model.named_parameters() if "visual" not in n and "vision" not in n]
+    optimizer = torch.optim.AdamW(language, lr=lr, weight_decay=0.0)  # the vision tower stays as drawn
+    image_ids = image_token_ids(model, processor)
+    model.train()
+    for _ in range(steps):
+        items = make_items(batch, rng.randrange(1 << 30))
+        chosen = [answers[YES if rng.random() < 0.5 else NO] for _ in items]
+        tokens = torch.tensor([ids + [tok.pad_token_id] * (width - len(ids)) for ids in chosen])
+        mask = torch.tensor([[1.0] * len(ids) + [0.0] * (width - len(ids)) for ids in chosen])
+        rollout = Rollout(items, encode(processor, items, 128, image_ids), tokens, mask,
+                          torch.ones(len(items), dtype=torch.bool), [])
+        logits = model(**sequence_inputs(rollout), logits_to_keep=width + 1).logits[:, :-1]
+        loss = -losses.masked_mean(losses.token_logprobs(logits, tokens), mask)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return Path(out_dir)

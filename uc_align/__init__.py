@@ -1,0 +1,1 @@
+"""Alignment training on UnsafeConcepts: SFT, DPO and self-rewarded PPO of vision-language models."""
