@@ -55,15 +55,33 @@ def render(name: str, **variables: object) -> str:
         raise ValueError(f"prompt template {name!r}: {e}; pass it to render()") from None
 
 
+OWN_VERSIONS = ("judge", "targets")
+"""Template folders versioned apart from the benchmark's prompts (each has its own VERSION)."""
+
+
+@lru_cache(maxsize=8)
+def template_version(folder: str) -> dict[str, str]:
+    """Version (``prompts/<folder>/VERSION``) and content hash of the templates in one folder."""
+    root = prompts_dir() / folder
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.jinja")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return {"version": (root / "VERSION").read_text().strip(), "sha256": digest.hexdigest()[:16]}
+
+
 @lru_cache(maxsize=1)
 def prompt_version() -> dict[str, str]:
     """Version string and content hash of every benchmark template (changing one changes the hash).
 
-    Judge prompts (prompts/judge/) belong to the judge scorer, which versions them itself."""
+    Judge prompts (prompts/judge/) belong to the judge scorer, which versions them itself; training targets
+    (prompts/targets/) belong to uc_align (``template_version("targets")``)."""
     root = prompts_dir()
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.jinja")):
-        if path.relative_to(root).parts[0] == "judge":
+        if path.relative_to(root).parts[0] in OWN_VERSIONS:
             continue
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
