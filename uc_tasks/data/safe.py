@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from uc_tasks import settings
-from uc_tasks.data.sources import DataError, DataSource, LoadReport, image_problem
+from uc_tasks.data.sources import DataError, DataSource, LoadReport, keep_decodable
 from uc_tasks.jsonl import read_jsonl
 
 SAFE_HF_DATASET = "yiting/imagenet_1k_unique_class"
@@ -88,8 +88,7 @@ def load_safe_rows(source: DataSource | None = None):
 
 
 def _validate(ds, source: DataSource):
-    import datasets
-
+    """Every concept a class name, every image decodable (the rest skipped and reported)."""
     report = LoadReport(source)
     if ds._indices is not None:
         ds = ds.flatten_indices()
@@ -98,18 +97,4 @@ def _validate(ds, source: DataSource):
         if not isinstance(concept, str) or not concept.strip():
             raise DataError(f"{source.location} row {i}: concept {concept!r} is not a class name")
     report.all_concepts = list(concepts)
-    raw = ds.cast_column("image", datasets.Image(decode=False)).data.column("image").to_pylist()
-    keep = []
-    for i, cell in enumerate(raw):
-        problem = image_problem(cell)
-        if problem is None:
-            keep.append(i)
-        else:
-            report.skipped.append({"row_id": i, "concept": concepts[i], "reason": problem})
-    ds = ds.add_column("row_id", list(range(len(ds))))
-    if report.skipped:
-        ds = ds.select(keep)
-    report.n_rows = len(ds)
-    if not len(ds):
-        raise DataError(f"{source.location}: no usable safe images ({len(report.skipped)} skipped)")
-    return ds, report
+    return keep_decodable(ds, source, report, concepts, "concept", "safe images")

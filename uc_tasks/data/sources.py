@@ -172,7 +172,6 @@ def load_rows(source: DataSource | None = None):
 
 def validate_rows(ds, source: DataSource):
     """Check concepts against the taxonomy and every image; drop (and report) undecodable rows."""
-    import datasets
 
     tax = load_taxonomy()
     report = LoadReport(source)
@@ -189,6 +188,14 @@ def validate_rows(ds, source: DataSource):
                 f"{source.location} row {i}: concept {concept!r} belongs to category "
                 f"{tax.concept_category[concept]!r}, not {category!r}"
             )
+    return keep_decodable(ds, source, report, concepts, "unsafe_concept", "rows")
+
+
+def keep_decodable(ds, source: DataSource, report: LoadReport, concepts: list[str], concept_key: str, what: str):
+    """Number the rows (``row_id``: index in the source) and drop those whose image cannot be decoded,
+    each listed in ``report.skipped`` with its reason; none left is an error."""
+    import datasets
+
     raw = ds.cast_column("image", datasets.Image(decode=False)).data.column("image").to_pylist()
     keep = []
     for i, cell in enumerate(raw):
@@ -196,11 +203,11 @@ def validate_rows(ds, source: DataSource):
         if problem is None:
             keep.append(i)
         else:
-            report.skipped.append({"row_id": i, "unsafe_concept": concepts[i], "reason": problem})
+            report.skipped.append({"row_id": i, concept_key: concepts[i], "reason": problem})
     ds = ds.add_column("row_id", list(range(len(ds))))
     if report.skipped:
         ds = ds.select(keep)
     report.n_rows = len(ds)
     if not len(ds):
-        raise DataError(f"{source.location}: no usable rows ({len(report.skipped)} skipped)")
+        raise DataError(f"{source.location}: no usable {what} ({len(report.skipped)} skipped)")
     return ds, report
