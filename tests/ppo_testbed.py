@@ -63,7 +63,7 @@ def make_items(n: int, seed: int) -> list[Any]:
     return items
 
 
-def warm_start(model_dir: Path, out_dir: Path, steps: int = 150, batch: int = 16, lr: float = 3e-3,
+def warm_start(model_dir: Path, out_dir: Path, steps: int = 300, batch: int = 16, lr: float = 3e-3,
                seed: int = 0) -> Path:
     """Fine-tune the language model of the model at ``model_dir`` on ``YES``/``NO`` drawn at random (image-independent),
     and save it with its processor to ``out_dir``. The answer format is learnt; the verdict is at chance."""

@@ -17,7 +17,7 @@ from conftest import REPO, clean_env
 
 pytestmark = pytest.mark.slow
 
-TIMING = {"step_s", "rollout_s"}
+TIMING = {"step_s", "rollout_s", "peak_memory_mb"}  # of the process, not of the run
 FLAGS = ["--rollout_batch_size", "8", "--max_steps", "6", "--save_steps", "2", "--max_new_tokens", "8",
          "--lora_r", "4", "--lora_alpha", "8", "--modules_to_save", "lm_head", "--learning_rate", "1e-3",
          "--ppo_epochs", "2", "--num_minibatches", "2", "--progress", "false", "--seed", "3"]

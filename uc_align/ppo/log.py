@@ -1,10 +1,12 @@
 """Per-step metrics: one JSON line per PPO step in ``train_log.jsonl``, TensorBoard events when asked.
 
 Every line holds the reward beside what shows whether it was earned honestly: verdict accuracy (on safe
-and on unsafe items), N/A rate, answer length and the share of answers without EOS. A reward can be gamed
-(the length bonus reaches 4 against at most 1 for the verdict; a string the reader misreads earns +1):
-read ``reward`` only together with ``accuracy``, ``answer_length`` and ``na_rate``, and with the held-out
-``eval/accuracy`` when an eval_file is given.
+and on unsafe items), N/A rate, answer length, the share of answers without EOS, the KL to the base, and two
+of the step's answers with the reader's label (``examples``): a policy can drift to strings the reader still
+reads (on the tiny testbed it answered safe images with a bare "safe." instead of "Yes, it is safe.").
+A reward can be gamed (the length bonus reaches 4 against at most 1 for the verdict; a string the reader
+misreads earns +1): read ``reward`` only together with ``accuracy``, ``answer_length`` and ``na_rate``, and with
+the held-out ``eval/accuracy`` when an eval_file is given.
 """
 
 from __future__ import annotations

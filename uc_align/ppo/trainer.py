@@ -20,6 +20,7 @@ first "?" token, which also counted as no EOS), and dropout is off in the loop (
 from __future__ import annotations
 
 import random
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,13 @@ def load_processor(name: str) -> Any:
     from uc_tasks.models.hf_load import load_processor as load
 
     return load(name, AutoConfig.from_pretrained(name), False)
+
+
+def peak_memory_mb() -> float:
+    """Peak memory so far: CUDA's allocated peak on a GPU, else the process's peak resident set."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _mean(values: list[float]) -> float:
@@ -142,8 +150,6 @@ class PPOTrainer:
         with torch.no_grad():
             ref_logprobs = ppo_model.policy_forward(models, rollout, reference=True,
                                                     temperature=c.temperature).logprobs
-        if c.gradient_checkpointing:
-            models.enable_checkpointing()
         # 4. old log-probs and values
         single = c.ppo_epochs == 1 and c.num_minibatches == 1
         if single:
@@ -203,6 +209,9 @@ class PPOTrainer:
             "lr": lr,
             "rollout_s": generated - start,
             "step_s": time.perf_counter() - start,
+            "peak_memory_mb": peak_memory_mb(),
+            "examples": [{"target": it.target, "answer": a, "label": sm.get("label")}
+                         for it, a, sm in zip(items[:2], rollout.answers, scored.samples, strict=False)],
         }
 
     # --- answers, evaluation, checkpoints --------------------------------------------------------------
@@ -225,7 +234,8 @@ class PPOTrainer:
         """Held-out accuracy (N/A counted wrong), on safe / unsafe items, N/A rate and answer length, read by
         the benchmark's rule reader. Sampled evaluation (``greedy=False``) draws from a forked RNG, so it does
         not change the training run."""
-        with torch.random.fork_rng(devices=[]):
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.config.seed + 1)
             answers = self.answers(items, greedy)
         reader = VerdictReward("rule", scorer=self.eval_reader)
