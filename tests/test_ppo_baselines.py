@@ -1,0 +1,57 @@
+"""The critic-free baselines: ``python -m uc_align.grpo`` / ``rloo`` run TRL's trainers with PPO's reward object
+on ``uc_align.data``'s folder and write the SFT/DPO checkpoint folder (smoke runs on a tiny random model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import ppo_testbed  # noqa: F401  (puts the checkout on sys.path for uc_align)
+import pytest
+from conftest import REPO, clean_env
+
+from uc_align.ppo.baselines import CriticFreeConfig
+
+
+def test_the_group_must_fit_the_batch() -> None:
+    with pytest.raises(ValueError, match="batch_size=32 is not a multiple of num_generations=5"):
+        CriticFreeConfig(model="m", data="d", out="o", num_generations=5)
+    with pytest.raises(ValueError, match="num_generations=1: a group baseline needs at least 2"):
+        CriticFreeConfig(model="m", data="d", out="o", num_generations=1, batch_size=4)
+    with pytest.raises(ValueError, match="reward='rules'"):
+        CriticFreeConfig(model="m", data="d", out="o", reward="rules")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from tiny_qwen2vl import build_tiny_qwen2vl
+
+    from uc_align.config import DataConfig
+    from uc_align.data import build
+    from uc_tasks.data.synth import write_replica
+
+    root = tmp_path_factory.mktemp("ppo_baselines")
+    write_replica(root / "replica", per_concept=4, size=56, safe=True)
+    replica = root / "replica"
+    build(DataConfig(out=str(root / "data"), data=str(replica), safe_data=str(replica / "imagenet_1k")))
+    return build_tiny_qwen2vl(root / "model"), root / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["grpo", "rloo"])
+def test_a_short_run_writes_the_checkpoint_folder(command: str, setup: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = setup
+    out = tmp_path / command
+    args = [sys.executable, "-m", f"uc_align.{command}", "--model", str(model), "--data", str(data), "--out",
+            str(out), "--max_steps", "2", "--batch_size", "8", "--num_generations", "4", "--max_completion_length",
+            "16", "--lora_r", "4", "--lora_alpha", "8", "--report_to", "none"]
+    proc = subprocess.run(args, env=clean_env(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    run = json.loads((out / "uc_align.json").read_text())
+    assert run["command"] == command and run["config"]["reward"] == "rule" and run["status"] == "finished"
+    log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert any("rewards/uc_verdict_reward/mean" in r for r in log), log

@@ -1,0 +1,68 @@
+"""What the critic-free baselines (``uc_align.grpo``, ``uc_align.rloo``) share: TRL's GRPOTrainer / RLOOTrainer
+rewarded by the same ``VerdictReward`` object as PPO, on the data, LoRA, checkpoint folder and log of the SFT and
+DPO commands (``uc_align.train``).
+
+Each prompt gets ``num_generations`` sampled answers; the advantage is each answer's reward against its group's
+(GRPO: the group mean, scaled by the group's standard deviation; RLOO: the mean of the others). No value model,
+no reward shaping (the paper's no-EOS penalty and length bonus belong to its PPO): the reward is the verdict
+alone, +1 right, -1 wrong, ``na_reward`` unreadable. With +-1 rewards a group whose answers all score the same
+has zero advantage and teaches nothing, which a learned value baseline avoids (ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from uc_align.config import TrainConfig
+from uc_align.ppo.config import REWARDS
+from uc_align.ppo.reward import VerdictReward
+from uc_tasks.config import help_field
+
+COLUMNS = ["images", "prompt", "target", "concept"]
+
+
+@dataclass
+class CriticFreeConfig(TrainConfig):
+    """TrainConfig plus the reward and the sampling of the group baselines."""
+
+    reward: str = help_field("rule", "answer reader behind the reward, as for PPO: rule, classifier or judge")
+    na_reward: float = help_field(-1.0, "reward of an answer the reader cannot read (rule and judge)")
+    num_generations: int = help_field(8, "answers sampled per prompt (the group); batch_size must be a multiple")
+    beta: float = help_field(0.1, "KL coefficient against the base (adapters disabled); 0.1 as PPO's kl_coef")
+    epsilon: float = help_field(0.2, "ratio clip, as PPO's cliprange")
+    num_iterations: int = help_field(1, "optimisation passes per generated batch (PPO's ppo_epochs)")
+    max_completion_length: int = help_field(512, "answer length limit in tokens (paper: 512)")
+    temperature: float = help_field(1.0, "sampling temperature (paper: 1.0)")
+    top_p: float = help_field(1.0, "nucleus sampling (paper's PPO: 1.0, off)")
+    top_k: int = help_field(0, "top-k sampling (0: off, paper's PPO)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward={self.reward!r}: must be one of {', '.join(REWARDS)}; pick one of those")
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations={self.num_generations}: a group baseline needs at least 2 answers "
+                             "per prompt; pass --num_generations 4 or more")
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size={self.batch_size} is not a multiple of num_generations="
+                             f"{self.num_generations}: each step samples whole groups; choose values that divide")
+        if self.max_length is not None:
+            raise ValueError(f"max_length={self.max_length}: the RL commands cut answers with "
+                             "max_completion_length and never truncate prompts; leave max_length unset")
+
+
+def trl_config(cfg: CriticFreeConfig, args: dict[str, Any], config_class: Any) -> Any:
+    """TRL's GRPOConfig / RLOOConfig from the shared arguments and ours."""
+    args = {k: v for k, v in args.items() if k != "max_length"}
+    return config_class(**args, num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
+                        num_iterations=cfg.num_iterations, max_completion_length=cfg.max_completion_length,
+                        temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
+
+
+def build_trainer(trainer_class: Any, config_class: Any, cfg: CriticFreeConfig, model: Any, processor: Any,
+                  dataset: Any, peft_config: Any, args: dict[str, Any]) -> Any:
+    reward = VerdictReward(cfg.reward, cfg.na_reward)
+    return trainer_class(model=model, reward_funcs=[reward], args=trl_config(cfg, args, config_class),
+                         train_dataset=dataset.select_columns(COLUMNS), processing_class=processor,
+                         peft_config=peft_config)
