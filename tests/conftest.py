@@ -15,6 +15,8 @@ import pytest
 
 from uc_tasks.data.synth import write_replica
 
+pytest_plugins = ("testbed",)  # the learning testbed's session fixtures (tests/testbed.py)
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = Path(os.environ.get("UNSAFECONCEPTS_REFERENCE", REPO.parent / "shared" / "reference"))

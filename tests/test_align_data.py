@@ -159,6 +159,7 @@ BAD_CONFIG = [
     pytest.param(SFTTrainConfig, {"model": ""}, "model is required", id="no-model"),
     pytest.param(DPOTrainConfig, {"beta": 0.0}, "beta=0.0: must be positive", id="beta"),
     pytest.param(DPOTrainConfig, {"loss_type": "sigmod"}, "loss_type='sigmod' is not one of", id="dpo-loss"),
+    pytest.param(DPOTrainConfig, {"sft_weight": -1.0}, "sft_weight=-1.0: must be 0 (pure DPO) or more", id="rpo"),
 ]
 
 

@@ -145,8 +145,11 @@ class DPOTrainConfig(TrainConfig):
     learning_rate: float = help_field(2e-6, "peak learning rate (paper: 2e-6)")
     beta: float = help_field(0.1, "DPO beta: strength of the pull towards the reference (paper: 0.1)")
     loss_type: str = help_field("sigmoid", f"DPO loss (paper: sigmoid on summed log-probs): {', '.join(DPO_LOSSES)}")
+    sft_weight: float = help_field(0.0, "weight of an added NLL loss on the chosen answers (RPO, Pang et al. 2024; "
+                                   "0: pure DPO, the paper's)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.beta > 0, f"beta={self.beta}: must be positive; pass e.g. --beta 0.1 (paper)")
+        _check(self.sft_weight >= 0, f"sft_weight={self.sft_weight}: must be 0 (pure DPO) or more")
         _check(self.loss_type in DPO_LOSSES, f"loss_type={self.loss_type!r} is not one of {', '.join(DPO_LOSSES)}")

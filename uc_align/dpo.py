@@ -23,8 +23,11 @@ def make_trainer(cfg: DPOTrainConfig, model: Any, processor: Any, dataset: Any, 
                  args: dict[str, Any]) -> Any:
     from trl import DPOConfig, DPOTrainer
 
+    losses = {"loss_type": [cfg.loss_type]}
+    if cfg.sft_weight:  # RPO: the DPO loss plus an NLL term on the chosen answers
+        losses = {"loss_type": [cfg.loss_type, "sft"], "loss_weights": [1.0, cfg.sft_weight]}
     return DPOTrainer(model=model, processing_class=processor, train_dataset=dataset.select_columns(COLUMNS),
-                      peft_config=peft_config, args=DPOConfig(**args, beta=cfg.beta, loss_type=[cfg.loss_type]))
+                      peft_config=peft_config, args=DPOConfig(**args, beta=cfg.beta, **losses))
 
 
 def main(argv: list[str] | None = None) -> int:

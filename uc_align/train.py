@@ -4,7 +4,8 @@ model only, TRL's arguments from our config, the training log, the checkpoint fo
 A checkpoint folder (``--out``) holds the adapter (``adapter_config.json``, ``adapter_model.safetensors``;
 ``--model_args pretrained=<base>,adapter=<out>`` of ``uc_hf_vlm`` loads it), the processor, ``uc_align.json``
 (the command, the resolved config, the data manifest's hash and counts, versions, the outcome),
-``training_log.jsonl`` (one line per logging step: loss, learning rate, wall time, step time, peak memory)
+``training_log.jsonl`` (one line per logging step: loss, learning rate, wall time, wall and CPU time per step,
+peak memory)
 and ``checkpoints/checkpoint-N`` (resumable: optimizer, scheduler, RNG states; ``--resume`` continues).
 """
 
@@ -185,21 +186,23 @@ def log_callback(path: Path) -> Any:
     class JsonlLog(TrainerCallback):
         def __init__(self) -> None:
             self.started = self.last_time = time.time()
+            self.last_cpu = time.process_time()
             self.last_step = 0
 
         def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
             self.started = self.last_time = time.time()
+            self.last_cpu = time.process_time()
             self.last_step = state.global_step
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
             if not state.is_world_process_zero:
                 return
-            now = time.time()
+            now, cpu = time.time(), time.process_time()
             steps = max(state.global_step - self.last_step, 1)
             entry = {"step": state.global_step, "epoch": state.epoch, **(logs or {}),
                      "wall_s": round(now - self.started, 3), "step_time_s": round((now - self.last_time) / steps, 4),
-                     **_peak_memory_mb()}
-            self.last_time, self.last_step = now, state.global_step
+                     "step_cpu_s": round((cpu - self.last_cpu) / steps, 4), **_peak_memory_mb()}
+            self.last_time, self.last_cpu, self.last_step = now, cpu, state.global_step
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
 
