@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 from conftest import BIN, REPO, Run
-from testbed import LEARNING, TASK, Testbed, accuracy
+from testbed import LEARNING, SFT_FLAGS, TASK, Testbed, accuracy
 
 pytestmark = pytest.mark.slow
 
-SFT_FLAGS = [*LEARNING, "--learning_rate", "5e-3", "--epochs", "4", "--save_steps", "26"]
 DPO_FLAGS = [*LEARNING, "--learning_rate", "5e-3", "--epochs", "4", "--save_steps", "26"]
 RPO_FLAGS = [*DPO_FLAGS, "--sft_weight", "1.0"]
 PURE_DPO_FLAGS = [*LEARNING, "--learning_rate", "5e-3", "--epochs", "1"]
@@ -33,11 +32,6 @@ def _train(testbed: Testbed, command: str, name: str, flags: list[str]) -> Path:
     proc = testbed.train(command, out, *flags)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def sft_checkpoint(testbed: Testbed) -> Path:
-    return _train(testbed, "sft", "sft", SFT_FLAGS)
 
 
 @pytest.fixture(scope="module")
