@@ -1,0 +1,4 @@
+from uc_align.attack.run import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
