@@ -29,6 +29,11 @@ class Settings:
     safe_data: str = _var("SAFE_DATA", "safe control images (fine-tuning data and test): a folder (metadata.jsonl "
                           "with image_filename, concept + images) or a .parquet file (image, concept); unset or 'hf': "
                           "the hub dataset yiting/imagenet_1k_unique_class")
+    smid_data: str = _var("SMID_DATA", "out-of-domain set of unsafeconcepts_smid: a folder (metadata.jsonl with "
+                          "image_filename, label 0 safe / 1 unsafe + images) or a .parquet file (image, label); unset "
+                          "or 'hf': the hub dataset yiting/SMID")
+    nsfw_data: str = _var("NSFW_DATA", "out-of-domain set of unsafeconcepts_nsfw: a folder or .parquet file as for "
+                          "SMID_DATA; unset or 'hf': the hub dataset yiting/NSFWDataset")
     perception_options: str = _var("PERCEPTION_OPTIONS", "the authors' perception_metadata.jsonl (exact options)")
     seed: str = _var("SEED", "seed of the option sampler, the bootstrap CIs and the diversity sample", "2024")
     scorer: str = _var("SCORER", "answer scorer: rule, classifier or judge", "rule")

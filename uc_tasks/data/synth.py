@@ -1,11 +1,13 @@
 """Write a synthetic replica of UnsafeConcepts, offline: the real 75 concepts and 9 categories with
 their real image counts (1,567 rows) or ``--per-concept N``, PIL-drawn images, the authors' layout.
 
-    python -m uc_tasks.data.synth --out DIR [--per-concept N] [--size 64] [--seed 0] [--parquet] [--safe]
+    python -m uc_tasks.data.synth --out DIR [--per-concept N] [--size 64] [--seed 0] [--parquet] [--safe] [--ood N]
 
 ``--safe`` also writes a stand-in for the safe control images (``yiting/imagenet_1k_unique_class``) in
 ``DIR/imagenet_1k`` (``metadata.jsonl`` with ``image_filename``, ``concept`` + ``N.png``; with ``--parquet``
 also ``DIR/imagenet_1k.parquet``), as many as the fine-tuning split needs to balance the unsafe images.
+``--ood N`` writes N-image stand-ins of the out-of-domain sets (SMID, NSFW) in ``DIR/smid`` and ``DIR/nsfw``
+(``metadata.jsonl`` with ``image_filename``, ``label`` 0 safe / 1 unsafe).
 The two kinds are told apart by colour and shape, so that a tiny vision tower can learn them: unsafe
 images are saturated backgrounds with rectangles and ellipses, safe ones near-white backgrounds with
 outlined pastel triangles.
@@ -107,6 +109,28 @@ def write_safe_images(out: Path, n: int, size: int = 64, seed: int = 0, parquet:
     return folder
 
 
+OOD_NAMES = ("smid", "nsfw")
+
+
+def write_ood_images(out: Path, name: str, n: int, size: int = 64, seed: int = 0) -> Path:
+    """A stand-in for an out-of-domain set (SMID, NSFW): ``n`` images in ``out/name`` (``metadata.jsonl`` with
+    ``image_filename``, ``label`` + ``N.png``), alternately unsafe-style (label 1) and safe-style (label 0), drawn as
+    the replica's (saturated shapes / near-white triangles); returns the folder."""
+    rng = random.Random(seed + 7 + (OOD_NAMES.index(name) if name in OOD_NAMES else 0))
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(n):
+        label = 1 if k % 2 == 0 else 0
+        image = draw_image(k % 9, k % 75, k, size, rng) if label else draw_safe_image(k, size, rng)
+        image.save(folder / f"{k}.png", optimize=False)
+        rows.append({"image_filename": f"{k}.png", "label": label})
+    with open(folder / "metadata.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return folder
+
+
 _SAFE_SETTINGS = [
     "a university lecture on media history",
     "a museum exhibit on social movements",
@@ -197,7 +221,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--parquet", action="store_true", help="also write unsafeconcepts.parquet (images embedded)")
     p.add_argument("--safe", action="store_true",
                    help=f"also write safe stand-in images in DIR/{SAFE_FOLDER} (for UNSAFECONCEPTS_SAFE_DATA)")
+    p.add_argument("--ood", type=int, default=0, metavar="N",
+                   help="also write N-image stand-ins of SMID and NSFW in DIR/smid, DIR/nsfw (labels 0 / 1, for "
+                   "UNSAFECONCEPTS_SMID_DATA / _NSFW_DATA)")
     args = p.parse_args(argv)
+    if args.ood < 0:
+        p.error(f"--ood must be 0 (none) or more, got {args.ood}")
     if args.per_concept is not None and args.per_concept < 1:
         p.error(f"--per-concept must be at least 1, got {args.per_concept}")
     if args.size < 16:
@@ -207,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.safe:
         n_safe = len((args.out / SAFE_FOLDER / "metadata.jsonl").read_text().splitlines())
         print(f"wrote {n_safe} safe stand-in images to {args.out / SAFE_FOLDER} (UNSAFECONCEPTS_SAFE_DATA)")
+    for name in OOD_NAMES if args.ood else ():
+        folder = write_ood_images(args.out, name, args.ood, args.size, args.seed)
+        print(f"wrote {args.ood} {name} stand-in images to {folder} (UNSAFECONCEPTS_{name.upper()}_DATA)")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ class TaskKind:
     own_target: bool = False
     """Each record carries its own right verdict (``target``: ``safe`` or ``unsafe``), as in the fine-tuning
     test, whose images are half safe; one prompt per image, drawn (``prompt_id``)."""
+    source: str | None = None
+    """The out-of-domain set its images come from (``uc_tasks.data.ood``: ``smid``, ``nsfw``); None: UnsafeConcepts
+    (and, for the fine-tuning test, the safe control images)."""
 
     @property
     def task(self) -> str:
@@ -77,6 +80,9 @@ KINDS: dict[str, TaskKind] = {
                  "unsafeconcepts_context", "text_sensitivity", "unsafe"),
         # the authors' fine-tuning test: their 345 unsafe test images + as many safe ones, one drawn prompt each
         TaskKind("finetune_test", "alignment", "image", IMAGE_PROMPTS, "image", own_target=True),
+        # out-of-domain safety sets (paper, fine-tuning evaluation): labels 0 safe / 1 unsafe, one drawn prompt each
+        TaskKind("smid", "alignment", "image", IMAGE_PROMPTS, "image", own_target=True, source="smid"),
+        TaskKind("nsfw", "alignment", "image", IMAGE_PROMPTS, "image", own_target=True, source="nsfw"),
     )
 }
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from uc_tasks import settings
 from uc_tasks.data.context import load_questions, resolve_questions
+from uc_tasks.data.ood import LABELS, load_ood_rows, resolve_ood_source
 from uc_tasks.data.options import options_for
 from uc_tasks.data.safe import SAFE_CATEGORY, load_safe_rows, resolve_safe_source
 from uc_tasks.data.sources import DataError, DataSource, load_rows, resolve_source
@@ -90,6 +91,29 @@ def _safe_rows_for(source: DataSource):
 @lru_cache(maxsize=4)
 def _safe_position_of(source: DataSource) -> dict[int, int]:
     ds, _ = _safe_rows_for(source)
+    return {row_id: pos for pos, row_id in enumerate(ds["row_id"])}
+
+
+@lru_cache(maxsize=8)
+def _resolved_ood(name: str, spec: str) -> DataSource:
+    return resolve_ood_source(name, spec)
+
+
+def current_ood_source(name: str) -> DataSource:
+    """The source of out-of-domain set ``name`` that the settings name, resolved once per setting."""
+    from uc_tasks.data.ood import SETS
+
+    return _resolved_ood(name, getattr(settings.current(), SETS[name].setting))
+
+
+@lru_cache(maxsize=8)
+def _ood_rows_for(name: str, source: DataSource):
+    return load_ood_rows(name, source)
+
+
+@lru_cache(maxsize=8)
+def _ood_position_of(name: str, source: DataSource) -> dict[int, int]:
+    ds, _ = _ood_rows_for(name, source)
     return {row_id: pos for pos, row_id in enumerate(ds["row_id"])}
 
 
@@ -222,11 +246,45 @@ def build_finetune_docs() -> Any:
     return datasets.Dataset.from_dict(columns)
 
 
+def build_ood_docs(name: str) -> Any:
+    """The documents of an out-of-domain set (``unsafeconcepts_smid``, ``unsafeconcepts_nsfw``): every usable image
+    in dataset order, its target from its label (0 safe, 1 unsafe), one prompt each drawn as for the fine-tuning
+    test (``np.random.seed(42); np.random.choice(5, n)`` over every source row, so that a skipped image shifts no
+    other image's prompt). Each image is its own cluster of the CIs (the sets have no concepts)."""
+    import datasets
+
+    kind = KINDS[name]
+    try:
+        source = current_ood_source(name)
+        ds, report = _ood_rows_for(name, source)
+    except DataError as e:
+        raise stop(str(e)) from None
+    prompt_ids = heldout_prompt_ids(len(report.all_concepts))
+    _prepare(kind)
+    row_ids = ds.data.column("row_id").to_pylist()
+    names = (ds.data.column("image_filename").to_pylist() if "image_filename" in ds.column_names
+             else [str(r) for r in row_ids])
+    targets = [LABELS[v] for v in ds.data.column("label").to_pylist()]
+    columns: dict[str, list[Any]] = {
+        "row_id": row_ids, "category": targets, "unsafe_concept": [f"{name}:{n}" for n in names],
+        "target": targets, "prompt_id": [prompt_ids[r] for r in row_ids], "task": [name] * len(row_ids)}
+    RUN_STATE[name] = {"data": report.to_dict(),
+                       "split": {"name": "all", "prompt_seed": TEST_PROMPT_SEED, "n_rows": len(row_ids),
+                                 "n_unsafe": targets.count(UNSAFE), "n_safe": targets.count(SAFE)}}
+    if report.skipped:
+        print(f"unsafeconcepts: skipped {len(report.skipped)} {name} row(s) with unusable images (listed in the "
+              "results under breakdown.data.skipped)")
+    return datasets.Dataset.from_dict(columns)
+
+
 def _docs_of(name: str):
     """The ``process_docs`` function of task kind ``name`` (lmms-eval passes the placeholder dataset)."""
 
     def process_docs(_placeholder) -> Any:
-        return build_finetune_docs() if KINDS[name].own_target else build_docs(name)
+        kind = KINDS[name]
+        if kind.source:
+            return build_ood_docs(name)
+        return build_finetune_docs() if kind.own_target else build_docs(name)
 
     process_docs.__name__ = process_docs.__qualname__ = f"{name}_docs"
     process_docs.__doc__ = f"The documents of ``unsafeconcepts_{name}`` (``build_docs``)."
@@ -243,6 +301,8 @@ context_unsafe_docs = _docs_of("context_unsafe")
 context_safe_text_docs = _docs_of("context_safe_text")
 context_unsafe_text_docs = _docs_of("context_unsafe_text")
 finetune_test_docs = _docs_of("finetune_test")  # 345 unsafe + 345 safe test images, one drawn prompt each
+smid_docs = _docs_of("smid")  # SMID, 2,941 images labelled safe / unsafe, one drawn prompt each
+nsfw_docs = _docs_of("nsfw")  # the NSFW dataset, 1,800 images labelled safe / unsafe, one drawn prompt each
 
 
 # lmms-eval asks for each doc's prompt more than once; the distinct prompts are few.
@@ -271,7 +331,11 @@ def doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
         return []
     if modality == "blank":
         return [blank_image()]
-    if doc.get("target") == SAFE:
+    ood = KINDS[doc["task"]].source
+    if ood:
+        source = current_ood_source(ood)
+        ds, position = _ood_rows_for(ood, source)[0], _ood_position_of(ood, source)
+    elif doc.get("target") == SAFE:
         source = current_safe_source()
         ds, position = _safe_rows_for(source)[0], _safe_position_of(source)
     else:
