@@ -19,6 +19,11 @@ recorded a failure, see ``uc_tasks.failures``) has the failure kind as outcome (
   ``target``): ``accuracy`` = right verdicts / all answers, N/A counted wrong (the paper's), also over
   the safe and over the unsafe images alone, and ``na_rate``; each is a ``METRICS`` entry computed on
   the samples of a subset. (Its diversity, 1 - Self-BLEU, is a statistic: ``uc_tasks.summary``.)
+- general ability (the fine-tuning evaluation, Table 3): ``yes_no_outcome`` turns a yes/no reading into an outcome
+  (an unread answer is ``na``), so that a yes/no benchmark's accuracy is ``accuracy_strict`` (N/A counted wrong, as
+  the paper's MME accuracy); ``relative_score`` (LLaVA-Bench: sum of the judge's scores of the model's answers over
+  the sum for the reference answers); ``general_agg`` (the paper's "General Agg": the mean of MME accuracy and the
+  LLaVA-Bench relative score).
 Undefined values (no answers, or only N/A answers) are ``None``, never 0.
 """
 
@@ -32,7 +37,7 @@ from uc_tasks.outcomes import FAILURE_KINDS, HIT, MISS, NA, outcome
 from uc_tasks.scoring.base import REFUSAL
 
 __all__ = ["HIT", "MISS", "NA", "METRICS", "Metric", "FINETUNE_METRICS", "SubsetMetric", "outcome", "summarize",
-           "breakdown", "by_target", "difference", "modality_gap"]
+           "breakdown", "by_target", "difference", "modality_gap", "yes_no_outcome", "relative_score", "general_agg"]
 
 
 @dataclass(frozen=True)
@@ -160,3 +165,20 @@ def modality_gap(image: Mapping[str, Any], text: Mapping[str, Any], metric: str 
             for c in cats
         },
     }
+
+
+def yes_no_outcome(reading: str | None, target: str) -> str:
+    """``hit``: the yes/no reading is the target (case-insensitive); ``na``: the answer was not read; else ``miss``."""
+    if reading is None:
+        return NA
+    return HIT if reading == target.strip().lower() else MISS
+
+
+def relative_score(model_total: float, reference_total: float) -> float | None:
+    """LLaVA-Bench's relative score: the judge's scores of the model's answers summed, over those of the reference."""
+    return model_total / reference_total if reference_total else None
+
+
+def general_agg(mme: float | None, llava_bench: float | None) -> float | None:
+    """The paper's General Agg: the mean of MME accuracy and the LLaVA-Bench relative score (undefined without both)."""
+    return None if mme is None or llava_bench is None else (mme + llava_bench) / 2

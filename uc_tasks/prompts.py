@@ -55,8 +55,9 @@ def render(name: str, **variables: object) -> str:
         raise ValueError(f"prompt template {name!r}: {e}; pass it to render()") from None
 
 
-OWN_VERSIONS = ("judge", "targets")
-"""Template folders versioned apart from the benchmark's prompts (each has its own VERSION)."""
+OWN_VERSIONS = ("judge", "targets", "general")
+"""Template folders versioned apart from the benchmark's prompts (each has its own VERSION); ``general``: the
+generated yes/no stand-in of the general-ability benchmarks (``uc_tasks.lmms.general``)."""
 
 
 @lru_cache(maxsize=8)
@@ -77,7 +78,8 @@ def prompt_version() -> dict[str, str]:
     """Version string and content hash of every benchmark template (changing one changes the hash).
 
     Judge prompts (prompts/judge/) belong to the judge scorer, which versions them itself; training targets
-    (prompts/targets/) belong to uc_align (``template_version("targets")``)."""
+    (prompts/targets/) belong to uc_align (``template_version("targets")``); the general yes/no stand-in's
+    (prompts/general/) to that task (``template_version("general")``)."""
     root = prompts_dir()
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.jinja")):
