@@ -74,7 +74,7 @@ def run_mode(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     items = make_items(args.batch, seed=0)
-    config = PPOConfig(model=args.model_dir, output_dir=tempfile.mkdtemp(), rollout_batch_size=args.batch,
+    config = PPOConfig(model=args.model_dir, out=tempfile.mkdtemp(), rollout_batch_size=args.batch,
                        max_new_tokens=args.max_new_tokens, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
                        dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing, progress=False,
                        save_steps=0, learning_rate=1e-4, max_steps=args.steps + 1, ppo_epochs=args.ppo_epochs,

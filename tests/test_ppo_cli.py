@@ -39,7 +39,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 def command(setup: tuple[Path, Path, Path], out: Path, *extra: str) -> list[str]:
     model, train, held = setup
     return [sys.executable, "-m", "uc_align.ppo", "--model", str(model), "--train_file", str(train),
-            "--eval_file", str(held), "--output_dir", str(out), *FLAGS, *extra]
+            "--eval_file", str(held), "--out", str(out), *FLAGS, *extra]
 
 
 def env() -> dict[str, str]:
@@ -74,6 +74,15 @@ def test_resume_after_sigkill_reaches_the_same_final_metrics(setup: tuple[Path, 
     assert log_without_timing(killed) == log_without_timing(whole)
     for name in ("policy/adapter_model.safetensors", "value/adapter_model.safetensors"):
         assert (killed / "checkpoint-6" / name).read_bytes() == (whole / "checkpoint-6" / name).read_bytes(), name
+    # the run's folder is a uc_align checkpoint folder: the final policy adapter at its root, and uc_align.json
+    assert (killed / "adapter_model.safetensors").read_bytes() == (whole / "adapter_model.safetensors").read_bytes()
+    assert (whole / "adapter_model.safetensors").read_bytes() == (
+        whole / "checkpoint-6" / "policy" / "adapter_model.safetensors").read_bytes()
+    for out, resumed_from in ((whole, None), (killed, 2)):
+        run = json.loads((out / "uc_align.json").read_text())
+        assert run["command"] == "ppo" and run["status"] == "finished" and run["resumed_from"] == resumed_from
+        assert run["train"]["global_step"] == 6 and run["config"]["seed"] == 3 and "torch" in run["packages"]
+        assert (out / "adapter_config.json").is_file() and (out / "tokenizer.json").is_file()
 
 
 def test_resume_with_another_config_stops_with_the_difference(setup: tuple[Path, Path, Path],

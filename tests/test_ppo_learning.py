@@ -54,7 +54,7 @@ def learn(warm: Path, out: Path, **changes: Any) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     held_out = write_items(out.parent / f"{out.name}_held_out.jsonl", HELD_OUT)
-    config = PPOConfig(model=str(warm), output_dir=str(out), eval_file=str(held_out), **{**LEARNING, **changes})
+    config = PPOConfig(model=str(warm), out=str(out), eval_file=str(held_out), **{**LEARNING, **changes})
     trainer = PPOTrainer(config, TRAIN)
     before = {"greedy": trainer.evaluate(HELD_OUT, prefix=""),
               "sampled": trainer.evaluate(HELD_OUT, greedy=False, prefix="")}
@@ -114,7 +114,7 @@ def test_the_reward_was_earned_by_verdicts_not_by_length(paper_shaping: dict[str
 def test_the_policy_adapter_changed_and_the_checkpoint_holds_it(paper_shaping: dict[str, Any]) -> None:
     from safetensors.torch import load_file
 
-    out = Path(paper_shaping["trainer"].config.output_dir)
+    out = Path(paper_shaping["trainer"].config.out)
     checkpoint = out / f"checkpoint-{LEARNING['max_steps']}"
     policy = load_file(checkpoint / "policy" / "adapter_model.safetensors")
     lora_b = [v for k, v in policy.items() if "lora_B" in k]

@@ -234,7 +234,9 @@ def prepare_out(cfg: TrainConfig, command: str) -> tuple[Path, dict[str, Any], s
     return out, manifest, False
 
 
-def write_run_file(out: Path, command: str, cfg: TrainConfig, manifest: dict[str, Any], **extra: Any) -> None:
+def write_run_file(out: Path, command: str, cfg: Any, manifest: dict[str, Any] | None, **extra: Any) -> None:
+    """``uc_align.json``: what made the checkpoint folder ``out`` (every command writes it the same way). ``cfg`` is
+    the command's config dataclass (with ``model`` and ``data``); ``manifest`` the data folder's, if it has one."""
     from uc_tasks.provenance import package_versions
 
     versions = package_versions()
@@ -246,7 +248,7 @@ def write_run_file(out: Path, command: str, cfg: TrainConfig, manifest: dict[str
             versions[name] = metadata.version(name)
     record = {"command": command, "config": dataclasses.asdict(cfg),
               "data": {"folder": str(Path(cfg.data).resolve()), "manifest_sha256": manifest["sha256"],
-                       "counts": manifest["counts"]},
+                       "counts": manifest["counts"]} if manifest else {"train_file": getattr(cfg, "train_file", "")},
               "base_model": cfg.model, "packages": versions, **extra}
     (out / RUN_FILE).write_text(json.dumps(record, indent=1, default=str))
 

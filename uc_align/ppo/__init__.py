@@ -4,7 +4,7 @@ Read in this order: ``trainer`` (the loop, one step top to bottom), ``rollout`` 
 (the reader's score and the paper's shaping), ``losses`` (every PPO term, plain tensor functions),
 ``model`` (one base, policy / value / reference roles), ``config`` (every setting), ``checkpoint``, ``log``.
 
-    python -m uc_align.ppo --model BASE --train_file train.jsonl --eval_file test.jsonl --output_dir out/
+    python -m uc_align.ppo --model BASE --train_file train.jsonl --eval_file test.jsonl --out out/
 
 Differences from the authors' code (TrustAIRLab/SaferVLM), on purpose:
 - every term (whitening, policy and value losses, entropy) is computed over real answer tokens only;

@@ -6,6 +6,11 @@
 - ``config.yaml``: the resolved config that made it;  ``train_log.jsonl``: the log up to this step;
 - ``trainer_state.pt``: step, optimizer, scheduler and RNG states.
 
+When the run ends, the last checkpoint's policy adapter and processor are also copied to ``output_dir`` itself,
+beside ``uc_align.json`` (status, config, data, versions, final metrics): the checkpoint folder of every
+``uc_align`` command, which ``--model_args pretrained=<base>,adapter=<output_dir>`` and ``uc_align.evaluate``
+read the same way.
+
 A checkpoint is written to ``checkpoint-{step}.tmp`` and renamed when complete, so a run killed while
 saving leaves the previous checkpoint as the newest. ``--resume`` loads the newest one; a run with the same
 config and seed then reaches the same final metrics as one never interrupted.
@@ -60,6 +65,14 @@ def save(output_dir: Path, step: int, models: Any, processor: Any, config: PPOCo
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final
+
+
+def export(output_dir: Path, checkpoint: Path) -> None:
+    """Copy the policy adapter and the processor of ``checkpoint`` to ``output_dir`` (the run's adapter)."""
+    for folder in (checkpoint / "policy", checkpoint / "processor"):
+        for f in folder.iterdir():
+            if f.is_file():
+                shutil.copy(f, output_dir / f.name)
 
 
 def newest(output_dir: Path) -> Path | None:

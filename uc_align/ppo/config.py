@@ -30,8 +30,9 @@ class PPOConfig:
                                      "relative to the file")
     eval_file: str = help_field("", "held-out items in the same format, answered greedily every eval_steps and at "
                                     "the end, read by the rule reader (empty: no held-out evaluation)")
-    output_dir: str = help_field("ppo_out", "folder for checkpoints, train_log.jsonl and TensorBoard events")
-    resume: bool = help_field(False, "continue from the newest checkpoint-* in output_dir (same config)")
+    out: str = help_field("ppo_out", "the run's folder: checkpoint-N/, train_log.jsonl, TensorBoard events and, at the "
+                                     "end, the policy adapter and uc_align.json (as every uc_align command)")
+    resume: bool = help_field(False, "continue from the newest checkpoint-* in out (same config)")
     seed: int = help_field(42, "seed of the data order, prompt draws, LoRA init and sampling (paper: 42)")
 
     # --- reward (uc_align.ppo.reward) -----------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from uc_align.data import read_manifest
 from uc_align.ppo import checkpoint, losses
 from uc_align.ppo import model as ppo_model
 from uc_align.ppo.config import PPOConfig
@@ -64,7 +65,7 @@ class PPOTrainer:
     def __init__(self, config: PPOConfig, train_items: list[Item] | None = None,
                  eval_items: list[Item] | None = None, reward: VerdictReward | None = None) -> None:
         self.config = c = config
-        self.output_dir = Path(c.output_dir)
+        self.output_dir = Path(c.out)
         random.seed(c.seed)
         torch.manual_seed(c.seed)
         self.train_items = train_items if train_items is not None else load_items(c.train_file, c.seed)
@@ -78,6 +79,7 @@ class PPOTrainer:
             raise ValueError(f"--resume: no checkpoint in {self.output_dir}; run without --resume first")
         if resume_from is not None:
             checkpoint.check_same_config(resume_from, c)
+        self.manifest = read_manifest(c.data) if c.data else None  # the data folder's, checked
         self.reward = reward if reward is not None else VerdictReward(c.reward, c.na_reward)
         self.eval_reader = get_scorer("rule")
         self.processor = load_processor(c.model)
@@ -114,6 +116,9 @@ class PPOTrainer:
         c = self.config
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not c.progress, desc="ppo")
         metrics: dict[str, Any] = {}
+        resumed_from = self.step or None
+        started = time.time()
+        self.write_run_file("running", resumed_from=resumed_from)
         while self.step < self.total_steps:
             metrics = self.ppo_step(self.batch(self.step))
             self.step += 1
@@ -125,13 +130,26 @@ class PPOTrainer:
                     metrics.update(self.evaluate(self.eval_items, greedy=False, prefix="eval_sampled/"))
             self.log.write(metrics)
             if last or (c.save_steps and self.step % c.save_steps == 0):
-                self.save()
+                saved = self.save()
+                if last:
+                    checkpoint.export(self.output_dir, saved)
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward']:.2f}", acc=f"{metrics['accuracy']:.2f}",
                             len=f"{metrics['answer_length']:.0f}")
         bar.close()
         self.log.close()
+        final = {k: v for k, v in metrics.items() if k != "examples"}
+        self.write_run_file("finished", resumed_from=resumed_from,
+                            train={"global_step": self.step, "wall_s": round(time.time() - started, 2),
+                                   "peak_memory_mb": peak_memory_mb(), "final": final})
         return metrics
+
+    def write_run_file(self, status: str, **extra: Any) -> None:
+        """``uc_align.json`` in the output folder, as every uc_align command writes it."""
+        from uc_align.train import write_run_file
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        write_run_file(self.output_dir, "ppo", self.config, self.manifest, status=status, **extra)
 
     def ppo_step(self, items: list[Item]) -> dict[str, Any]:
         c, models = self.config, self.models
