@@ -51,7 +51,7 @@ def quantise(x: Tensor, u0: Tensor, levels: int) -> Tensor:
 
 def to_unit(u: np.ndarray | Tensor) -> Tensor:
     """uint8 H x W x 3 -> float32 3 x H x W in [0, 1]."""
-    t = torch.as_tensor(np.asarray(u)) if not isinstance(u, Tensor) else u
+    t = torch.from_numpy(np.array(u, dtype=np.uint8)) if not isinstance(u, Tensor) else u
     return t.permute(2, 0, 1).float() / LEVELS
 
 
@@ -82,15 +82,22 @@ class Qwen2VLPixels:
             raise UnsupportedProcessor(f"{type(ip).__name__} has no min/max pixels (size shortest_edge/longest_edge)")
 
     def resize(self, image: Image.Image) -> np.ndarray:
-        """The 8-bit RGB image at the size the processor resizes it to (H x W x 3 uint8)."""
+        """The 8-bit RGB image at the size the processor resizes it to (H x W x 3 uint8). Resized again until the
+        processor keeps the size (one step except at extreme aspect ratios, where smart_resize's output can exceed
+        max_pixels and would be resized once more), so that its PNG is read back unchanged."""
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
         rgb = image.convert("RGB")
-        if self.do_resize:
+        for _ in range(4 if self.do_resize else 0):
             h, w = smart_resize(rgb.height, rgb.width, factor=self.patch * self.merge, min_pixels=self.min_pixels,
                                 max_pixels=self.max_pixels)
-            if (h, w) != (rgb.height, rgb.width):
-                rgb = rgb.resize((w, h), resample=self.resample)
+            if (h, w) == (rgb.height, rgb.width):
+                break
+            rgb = rgb.resize((w, h), resample=self.resample)
+        else:
+            if self.do_resize:
+                raise UnsupportedProcessor(f"an image of {image.width}x{image.height} has no size the processor keeps "
+                                           "as it is; crop it to a less extreme aspect ratio")
         return np.asarray(rgb, dtype=np.uint8).copy()
 
     def patchify(self, x: Tensor) -> Tensor:

@@ -61,6 +61,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def append_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Append ``rows``; a last line cut by a kill (no newline) is dropped first."""
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
     with open(path, "a", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -188,7 +193,8 @@ class Attack:
         (self.out / "attack.json").write_text(json.dumps(info, indent=1))
 
     def clean(self) -> dict[int, dict[str, Any]]:
-        """The verdict on each clean image (generated once, kept in clean.jsonl)."""
+        """The verdict on each clean image at the processor's size (the processor's own input for all but extreme
+        aspect ratios, ``pixels.Qwen2VLPixels.resize``), generated once, kept in clean.jsonl."""
         from PIL import Image
 
         from uc_align.ppo.rollout import prompt_text
@@ -197,10 +203,10 @@ class Attack:
         done = {r["id"]: r for r in read_jsonl(path)}
         self.clean_path(0).parent.mkdir(parents=True, exist_ok=True)
         for chunk in batches([i for i in self.ids if i not in done], self.cfg.batch_size):
-            originals = [self.rows[i]["images"][0].convert("RGB") for i in chunk]
-            for i, im in zip(chunk, originals, strict=True):
-                Image.fromarray(self.pipeline.resize(im)).save(self.clean_path(i), format="PNG")
-            items = [self.item(i, im) for i, im in zip(chunk, originals, strict=True)]
+            resized = [Image.fromarray(self.pipeline.resize(self.rows[i]["images"][0])) for i in chunk]
+            for i, im in zip(chunk, resized, strict=True):
+                im.save(self.clean_path(i), format="PNG")
+            items = [self.item(i, im) for i, im in zip(chunk, resized, strict=True)]
             answers, verdicts = self.answer(items)
             rows = [{"id": i, "row_id": int(self.rows[i]["row_id"]), "concept": it.concept, "category": it.category,
                      "prompt_id": it.prompt_id, "prompt": prompt_text(self.processor, it.prompt_id),
