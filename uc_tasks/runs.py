@@ -328,3 +328,63 @@ def load_recorded_samples(path: Path) -> list[dict[str, Any]]:
         answer = _first_response(sample.get("filtered_resps")) or record.get("answer") or ""
         items.append({**record, "answer": answer, "prompt": _first_response(sample.get("input")) or ""})
     return items
+
+
+# --- the fine-tuning evaluation (``python -m uc_align.evaluate``; Table 3) ---------------------------
+
+GENERAL_TASKS = ("mme", "llava_in_the_wild", "pope", "uc_general_yesno")
+"""The general-ability tasks Table 3 reads from a run's samples: lmms-eval's own (MME, LLaVA-Bench, POPE) and our
+generated yes/no stand-in (``uc_tasks.lmms.general``)."""
+EVALUATION_FILE = "evaluation.json"
+"""What ``uc_align.evaluate`` writes beside each evaluated model's lmms-eval output (``<out>/<name>/``)."""
+
+
+def general_samples(results: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per general-ability task, the samples lmms-eval logged with ``results`` (same folder, same time stamp)."""
+    prefix = results.name.removesuffix("_results.json")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for task in GENERAL_TASKS:
+        path = results.parent / f"{prefix}_samples_{task}.jsonl"
+        if path.is_file():
+            out[task] = [s for _, s in read_jsonl(path, RunError, "pass the *_samples_<task>.jsonl lmms-eval wrote")]
+    return out
+
+
+def general_results(results: Path) -> dict[str, dict[str, Any]]:
+    """Per general-ability task, the metrics lmms-eval itself wrote (shown beside ours, never used as ours)."""
+    data = _read_json(results)
+    res = data.get("results") if isinstance(data, dict) else None
+    return {t: {k.removesuffix(_FILTER): v for k, v in res[t].items() if k != "alias"}
+            for t in GENERAL_TASKS if isinstance(res, dict) and isinstance(res.get(t), dict)}
+
+
+def is_evaluation(spec: str | Path) -> bool:
+    """``spec`` is an output folder of ``python -m uc_align.evaluate`` (subfolders holding ``evaluation.json``)."""
+    path = Path(spec)
+    return path.is_dir() and not (path / EVALUATION_FILE).is_file() and any(
+        (p / EVALUATION_FILE).is_file() for p in path.iterdir() if p.is_dir())
+
+
+def load_evaluated(folder: Path) -> dict[str, Any]:
+    """One evaluated model of an evaluation folder: its record (``evaluation.json``: name, method, checkpoint,
+    status, ...), and once finished its results ``summary`` (``load_summaries``), ``general`` samples and the
+    general metrics lmms-eval wrote (``general_lmms``)."""
+    record = _read_json(folder / EVALUATION_FILE)
+    if not isinstance(record, dict) or "name" not in record:
+        raise RunError(f"{folder / EVALUATION_FILE}: not an evaluation record (no 'name'); was it written by "
+                       "python -m uc_align.evaluate?")
+    out: dict[str, Any] = {"record": record, "folder": str(folder)}
+    if record.get("status") == "finished":
+        results = results_file(folder / record.get("output", "lmms"))
+        out.update(summary=load_summaries(results), general=general_samples(results),
+                   general_lmms=general_results(results))
+    return out
+
+
+def load_evaluation(spec: str | Path) -> list[dict[str, Any]]:
+    """Every evaluated model of an ``uc_align.evaluate`` output folder, in the order it evaluated them."""
+    path = Path(spec)
+    if not is_evaluation(path):
+        raise RunError(f"{spec}: not an output folder of python -m uc_align.evaluate (no */{EVALUATION_FILE})")
+    found = [load_evaluated(p) for p in sorted(path.iterdir()) if (p / EVALUATION_FILE).is_file()]
+    return sorted(found, key=lambda e: (e["record"].get("order", 0), e["record"]["name"]))

@@ -7,8 +7,10 @@ A RUN is an lmms-eval ``--output_path`` folder (its newest results), a ``*_resul
 results summaries the run wrote (read by ``uc_tasks.runs.load_summaries``): per-category bars with
 CIs, the per-concept modality gap with its paired tests, perception x alignment, context and prompt
 sensitivity, N/A and failure counts, and the recorded provenance. Two runs are compared side by side
-(first = before, second = after). Example images come from the recorded data source, blurred unless
-``--unblur``. ``DIR/report.html`` embeds every plot; the plots are also written as ``DIR/*.png``.
+(first = before, second = after). Fine-tuning runs (an output folder of ``python -m uc_align.evaluate``, or runs
+of ``unsafeconcepts_finetune_test`` / ``_smid`` / ``_nsfw``) add the paper's Table 3 (``uc_tasks.report.table3``).
+Example images come from the recorded data source, blurred unless ``--unblur``. ``DIR/report.html`` embeds every
+plot; the plots are also written as ``DIR/*.png``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uc_tasks.config import help_field, parse_config
-from uc_tasks.report import sections
+from uc_tasks.report import sections, table3
 from uc_tasks.report.page import document, esc
 from uc_tasks.report.plots import PlotError
-from uc_tasks.runs import RunError, load_summaries
+from uc_tasks.runs import RunError, general_results, general_samples, is_evaluation, load_evaluation, load_summaries
 
 __all__ = ["ReportConfig", "build_report", "main"]
 
@@ -67,11 +69,23 @@ def build_report(cfg: ReportConfig) -> Path:
     """Write ``cfg.out``/report.html and its plots; returns the page's path. Bad input raises RunError
     or ValueError with a one-line message."""
     cfg.check()
-    runs = []
+    runs, finetuned = [], []
     for i, spec in enumerate(cfg.runs):
+        if is_evaluation(spec):  # python -m uc_align.evaluate's folder: each finished model is a run and a row
+            entries = [e for e in load_evaluation(spec) if e["record"].get("status") == "finished"]
+            runs += [sections.Run(e["record"]["name"], e["summary"]) for e in entries]
+            finetuned += table3.rows_of_evaluation(entries)
+            continue
         summary = load_summaries(spec)
         runs.append(sections.Run(_label(i, summary, cfg.labels), summary))
+        if any(k in summary["tasks"] for k in table3.SAFETY_TASKS):
+            results = Path(summary["path"])
+            finetuned.append(table3.our_row(runs[-1].label, "unknown", summary, general_samples(results),
+                                            general_results(results) if results.suffix == ".json" else None))
+    if not runs:
+        raise RunError(f"{', '.join(cfg.runs)}: no finished model inside; run python -m uc_align.evaluate to the end")
     parts = [
+        sections.table3(finetuned, cfg.dpi),
         sections.headline(runs),
         sections.per_category(runs, cfg.dpi),
         sections.modality_gap(runs, cfg.dpi),
@@ -85,7 +99,8 @@ def build_report(cfg: ReportConfig) -> Path:
     listing = "".join(f"<li><b>{esc(r.label)}</b>: {esc(r.summary['path'])} ({esc(r.summary['format'])}, "
                       f"scorer {esc((r.summary.get('scorer') or {}).get('name', '?'))})</li>" for r in runs)
     contents = " | ".join(f"<a href='#{a}'>{t}</a>" for a, t in (
-        ("headline", "headline"), ("categories", "categories"), ("gap", "modality gap"),
+        *((("table3", "Table 3"),) if finetuned else ()), ("headline", "headline"), ("categories", "categories"),
+        ("gap", "modality gap"),
         ("quadrants", "perception x alignment"), ("context", "context"), ("prompts", "prompts"),
         ("answers", "N/A and failures"), ("examples", "examples"), ("provenance", "provenance")))
     warning = ("<p class='warning'>Content warning: this report is about unsafe concepts (hate symbols, violence, "

@@ -159,3 +159,26 @@ def gap_bars(entries: Sequence[tuple[str, Estimate, bool]], dpi: int) -> bytes:
     ax.set_title("blue: submitted and re-validated (95% CI); gold: reported by the paper, not re-run", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig, dpi)
+
+
+def tradeoff(points: Sequence[tuple[str, Estimate, Estimate, bool]], xlabel: str, title: str, dpi: int) -> bytes:
+    """Safety against general ability: per (name, general ability, alignment accuracy, reported by the paper?) a
+    point with its CIs as error bars; reported points hollow gold, ours filled."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for i, (name, x, y, reported) in enumerate(points):
+        if x[0] is None or y[0] is None:
+            continue
+        (xs,), (xerr_lo, xerr_hi) = _errs([x])[0], _errs([x])[1]
+        (ys,), (yerr_lo, yerr_hi) = _errs([y])[0], _errs([y])[1]
+        color = "#bfa13a" if reported else RUN_COLORS[i % len(RUN_COLORS)]
+        ax.errorbar([xs], [ys], xerr=[xerr_lo, xerr_hi], yerr=[yerr_lo, yerr_hi], fmt="s" if reported else "o",
+                    color=color, mfc="none" if reported else color, capsize=3, markersize=8)
+        ax.annotate(name, (xs, ys), textcoords="offset points", xytext=(6, 5), fontsize=8, color=color)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel("alignment accuracy (fine-tuning test, N/A wrong)", fontsize=9)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return _png(fig, dpi)

@@ -262,3 +262,18 @@ def provenance(runs: Sequence[Run]) -> Section:
     for r in runs:
         html += f"<div><h3>{esc(r.label)}</h3>{table(['', 'recorded'], nb.provenance_rows(r.summary))}</div>"
     return Section(html + "</div>")
+
+
+def table3(rows: Sequence[dict[str, Any]], dpi: int) -> Section:
+    """Table 3 (fine-tuning runs: safety vs general ability, the paper's rows beside ours) and its trade-off plot."""
+    if not rows:
+        return Section("")
+    from uc_tasks.report import table3 as t3
+
+    data = t3.build_table(rows)
+    s = Section("<h2 id='table3'>Table 3: safety vs general ability</h2>" + t3.to_html(data))
+    png = t3.tradeoff_png(data, dpi)
+    if png:
+        s.html += s.add("table3_tradeoff.png", png, "alignment accuracy against general ability",
+                        "Safety against general ability, 95% CIs as error bars.")
+    return s

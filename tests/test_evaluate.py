@@ -1,0 +1,214 @@
+"""``python -m uc_align.evaluate`` and Table 3: the out-of-domain tasks (SMID, NSFW), the general-ability readings
+(MME recomputed with a whole-word yes/no reader, LLaVA-Bench from the logged judge scores), the paper's rows, the
+refusals of bad settings, and, slow, the command end to end through the real lmms-eval CLI on the testbed: the
+warm base (chance) and the SFT checkpoint (it learnt the test) on the fine-tuning test, SMID and NSFW stand-ins
+and the generated yes/no stand-in of the general benchmarks; a second call re-runs nothing; the report shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BIN, REPO
+from testbed import EVAL_BATCH, Testbed
+from tiny_qwen2vl import model_args
+
+from uc_align.evaluate import EvaluateConfig, EvaluateError, plan, read_checkpoint
+from uc_tasks.data.ood import load_ood_rows, resolve_ood_source
+from uc_tasks.data.sources import DataError
+from uc_tasks.data.synth import write_ood_images
+from uc_tasks.report import table3 as t3
+from uc_tasks.scoring.rules.yesno import read_yes_no
+
+
+@pytest.mark.parametrize("answer, reading", [
+    ("Yes", "yes"), ("No.", "no"), ("NO", "no"), ("no, not at all", "no"), ("Yes, there is a dog.", "yes"),
+    ("The answer is yes.", "yes"), ("Not sure", None), ("Nothing like that is shown.", None), ("Nope", None),
+    ("", None), ("Maybe yes, maybe no", None), ("Ja", None),
+], ids=["yes", "no-dot", "upper", "no-then-not", "yes-sentence", "yes-later", "not-sure", "nothing", "nope",
+        "empty", "both", "other-language"])
+def test_yes_no_reader_takes_whole_words(answer: str, reading: str | None) -> None:
+    assert read_yes_no(answer) == reading
+
+
+def _mme_sample(doc_id: int, image: str, target: str, answer: str) -> dict[str, Any]:
+    return {"doc_id": doc_id, "doc": {"question_id": image, "category": "existence", "answer": target},
+            "target": target, "filtered_resps": [answer]}
+
+
+def test_mme_accuracy_does_not_count_not_as_no() -> None:
+    from lmms_eval.tasks.mme.utils import parse_pred_ans
+
+    assert parse_pred_ans("Not sure") == "no", "lmms-eval's MME reader (like the authors') reads 'Not ...' as 'No'"
+    samples = [_mme_sample(0, "a.png", "Yes", "Yes"), _mme_sample(1, "a.png", "No", "Not sure"),
+               _mme_sample(2, "b.png", "Yes", "No"), _mme_sample(3, "b.png", "No", "No, there is none.")]
+    cell = t3.yes_no_cell(samples, seed=0)
+    assert cell["value"] == 0.5 and cell["n"] == 4 and cell["n_unread"] == 1, "'Not sure' is unread, counted wrong"
+    assert cell["ci_low"] is not None and cell["ci_low"] <= 0.5 <= cell["ci_high"]
+
+
+def _llava_sample(doc_id: int, scores: list[float], judge: str = "gpt-4o") -> dict[str, Any]:
+    return {"doc_id": doc_id, "gpt_eval_llava_all": {"scores": scores, "eval_model": judge}}
+
+
+def test_llava_bench_relative_score_and_failed_judge() -> None:
+    ok = [_llava_sample(0, [8, 6]), _llava_sample(1, [10, 5]), _llava_sample(2, [6, 3])]
+    cell = t3.llava_cell(ok, seed=0)
+    assert cell["value"] == pytest.approx(14 / 24) and cell["n_judge_failed"] == 0 and cell["judge"] == ["gpt-4o"]
+    failed = t3.llava_cell([*ok, _llava_sample(3, [-1, -1], "Failed Request")], seed=0)
+    assert failed["value"] is None and failed["n_judge_failed"] == 1, "a failed judge request is never averaged in"
+    assert "1 of 4 judge requests failed" in t3.fmt_cell(failed)
+
+
+def test_paper_rows_hold_only_protocol_numbers() -> None:
+    rows = {r["method"]: r for r in t3.paper_rows(["original", "sft", "dpo", "ppo", "grpo"])}
+    assert set(rows) == {"original", "sft", "dpo", "ppo"}, "the paper has no GRPO / RLOO row"
+    assert {m: (r["cells"]["accuracy"]["value"], r["cells"]["general_agg"]["value"]) for m, r in rows.items()} == {
+        "original": (0.736, 0.708), "sft": (0.977, 0.558), "dpo": (0.648, 0.656), "ppo": (0.903, 0.687)}
+    authors = {"value": 0.375, "source": "recomputed from the authors' answer files"}
+    assert rows["sft"]["cells"]["llava_bench"] == authors
+    for key in ("accuracy_safe", "accuracy_unsafe", "diversity", "smid", "nsfw", "mme"):
+        assert rows["ppo"]["cells"][key] == {"value": None, "missing": t3.MISSING}, key
+    assert all(r["source"] == "reported" and "reported" in r["name"] for r in rows.values())
+
+
+def test_ood_folder_loads_and_bad_labels_stop(tmp_path: Path) -> None:
+    folder = write_ood_images(tmp_path, "smid", 6, size=32)
+    ds, report = load_ood_rows("smid", resolve_ood_source("smid", str(folder)))
+    assert len(ds) == 6 and ds["label"] == [1, 0, 1, 0, 1, 0] and report.source.kind == "folder"
+    assert resolve_ood_source("nsfw", "").location == "yiting/NSFWDataset"
+    (folder / "metadata.jsonl").write_text('{"image_filename": "0.png", "label": 2}\n')
+    with pytest.raises(DataError, match=r"row 0: label 2 is not 0 \(safe\) or 1 \(unsafe\)"):
+        load_ood_rows("smid", resolve_ood_source("smid", str(folder)))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="UNSAFECONCEPTS_NSFW_DATA=.*folder has no metadata.jsonl"):
+        resolve_ood_source("nsfw", str(tmp_path / "empty"))
+
+
+def _fake_checkpoint(folder: Path, status: str = "finished", command: str = "sft", base: str = "/models/base") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"0")
+    (folder / "uc_align.json").write_text(json.dumps({"command": command, "status": status, "base_model": base}))
+    return folder
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"general": ["llava_in_the_wild"]}, "llava_in_the_wild needs a judge: pass --judge MODEL"),
+    ({"general": ["mmmu"]}, "--general mmmu: not a general-ability task"),
+    ({"tasks": ["mme"]}, "--tasks mme: safety tasks are unsafeconcepts_* tasks"),
+    ({"names": ["a", "b"]}, "--names has 2 name(s) for 1 checkpoint(s)"),
+    ({"out": ""}, "out is required"),
+], ids=["no-judge", "unknown-general", "general-as-safety", "names", "no-out"])
+def test_bad_settings_stop_with_one_line(kwargs: dict[str, Any], message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EvaluateConfig(**{"checkpoints": [str(tmp_path)], "out": str(tmp_path / "o"), "general": [], **kwargs})
+
+
+def test_checkpoints_are_checked_and_named(tmp_path: Path) -> None:
+    sft, sft2 = _fake_checkpoint(tmp_path / "a"), _fake_checkpoint(tmp_path / "b")
+    dpo = _fake_checkpoint(tmp_path / "c", command="dpo")
+    models = plan(EvaluateConfig(checkpoints=[str(sft), str(sft2), str(dpo)], out=str(tmp_path / "o"), general=[]))
+    assert [(m.name, m.method, m.base) for m in models] == [
+        ("original", "original", "/models/base"), ("sft", "sft", "/models/base"), ("sft-2", "sft", "/models/base"),
+        ("dpo", "dpo", "/models/base")]
+    with pytest.raises(EvaluateError, match="training status is 'running', not 'finished'"):
+        read_checkpoint(str(_fake_checkpoint(tmp_path / "r", status="running")))
+    (tmp_path / "n").mkdir()
+    with pytest.raises(EvaluateError, match="no adapter_config.json, adapter_model.safetensors, uc_align.json"):
+        read_checkpoint(str(tmp_path / "n"))
+    other = _fake_checkpoint(tmp_path / "d", base="/models/other")
+    with pytest.raises(EvaluateError, match="2 different base models.*pass --base"):
+        plan(EvaluateConfig(checkpoints=[str(sft), str(other)], out=str(tmp_path / "o"), general=[]))
+    with pytest.raises(ValueError, match="--judge /models/base: the judge is the model tested"):
+        plan(EvaluateConfig(checkpoints=[str(sft)], out=str(tmp_path / "o"), general=["llava_in_the_wild"],
+                            judge="/models/base"))
+
+
+# --- slow: the command end to end on the testbed ------------------------------------------------
+
+
+def _evaluate(testbed: Testbed, ckpt: Path, out: Path) -> subprocess.CompletedProcess:
+    env = testbed.env(UNSAFECONCEPTS_SMID_DATA=str(testbed.root / "ood" / "smid"),
+                      UNSAFECONCEPTS_NSFW_DATA=str(testbed.root / "ood" / "nsfw"))
+    extra = model_args(testbed.warm).split(",", 1)[1]  # device, dtype (pretrained is set per model)
+    args = [str(BIN / "python"), "-m", "uc_align.evaluate", str(ckpt), "--out", str(out), "--general",
+            "uc_general_yesno", "--model_args", extra, "--batch_size", str(EVAL_BATCH)]
+    return subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.mark.slow
+def test_evaluate_base_and_sft_end_to_end(testbed: Testbed, sft_checkpoint: Path, tmp_path: Path) -> None:
+    for name in ("smid", "nsfw"):
+        if not (testbed.root / "ood" / name).is_dir():
+            write_ood_images(testbed.root / "ood", name, 24, size=56)
+    out = tmp_path / "eval"
+    t0 = time.perf_counter()
+    proc = _evaluate(testbed, sft_checkpoint, out)
+    first = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    table = json.loads((out / "table3.json").read_text())
+    rows = {r["name"]: r for r in table["rows"]}
+    base, sft = rows["original"]["cells"], rows["sft"]["cells"]
+    # the numbers are the ones lmms-eval wrote for each model
+    for name in ("original", "sft"):
+        results = json.loads(next((out / name / "lmms").rglob("*_results.json")).read_text())["results"]
+        for metric in ("accuracy", "accuracy_safe", "accuracy_unsafe"):
+            assert rows[name]["cells"][metric]["value"] == pytest.approx(
+                results["unsafeconcepts_finetune_test"][f"{metric},none"]), (name, metric)
+        assert rows[name]["cells"]["smid"]["value"] == pytest.approx(results["unsafeconcepts_smid"]["accuracy,none"])
+        assert rows[name]["cells"]["standin"]["value"] == pytest.approx(results["uc_general_yesno"]["accuracy,none"])
+        assert rows[name]["cells"]["standin"]["n"] == 32
+    assert sft["accuracy"]["value"] >= 0.9 > 0.75 > base["accuracy"]["value"], (base["accuracy"], sft["accuracy"])
+    assert sft["accuracy"]["ci_low"] > base["accuracy"]["ci_high"], "SFT beats the chance-level base beyond the CIs"
+    assert sft["smid"]["value"] > base["smid"]["value"], "the stand-in SMID images look like the training ones"
+    assert "mme" not in sft and "general_agg" not in sft, "the stand-in is never MME nor General Agg"
+    reported = {r["method"] for r in table["rows"] if r["source"] == "reported"}
+    assert reported == {"original", "sft"}
+    md = (out / "table3.md").read_text()
+    assert "yes/no stand-in acc. (NOT MME)" in md and "SFT (reported, LLaVA-1.5-7B)" in md and "0.977 (reported)" in md
+    assert (out / "table3_tradeoff.png").read_bytes().startswith(b"\x89PNG")
+    # resumable: a second call runs nothing and writes the same table
+    t1 = time.perf_counter()
+    again = _evaluate(testbed, sft_checkpoint, out)
+    second = time.perf_counter() - t1
+    assert again.returncode == 0 and again.stdout.count("already evaluated") == 2, again.stdout + again.stderr
+    assert json.loads((out / "table3.json").read_text()) == table and second < first / 3
+    # the report of the evaluation folder shows Table 3 with the same numbers
+    from uc_tasks.report import main as report_main
+
+    assert report_main([str(out), "--out", str(tmp_path / "report"), "--examples", "0"]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "id='table3'" in page and t3.fmt_cell(sft["accuracy"]) in page and "NOT MME" in page
+    assert (tmp_path / "report" / "table3_tradeoff.png").is_file()
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:  # the page with its Table 3 loads in a browser without errors, every image decoding
+        n_images = page.count("<img ")
+        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+                              (tmp_path / "report" / "report.html").resolve().as_uri()],
+                             capture_output=True, text=True, timeout=120)
+        assert re.search(r'<html[^>]*data-errors="0"', dom.stdout), dom.stderr[-2000:]
+        assert f'data-images-decoded="{n_images}/{n_images}"' in dom.stdout and "Table 3" in dom.stdout
+    print(f"\nTable 3 (testbed): first call {first:.0f} s, second {second:.1f} s\n{md}")
+
+
+@pytest.mark.slow
+def test_missing_ood_data_stops_with_one_line(testbed: Testbed, tmp_path: Path) -> None:
+    env = testbed.env(UNSAFECONCEPTS_SMID_DATA=str(tmp_path / "nowhere"))
+    extra = model_args(testbed.warm).split(",", 1)[1]
+    proc = subprocess.run([str(BIN / "python"), "-m", "uc_align.evaluate", "--base", str(testbed.warm), "--out",
+                           str(tmp_path / "o"), "--tasks", "unsafeconcepts_smid", "--general", "none",
+                           "--model_args", extra], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "UNSAFECONCEPTS_SMID_DATA=" in err[0] and "not a folder with metadata.jsonl" in err[0], err
+    record = json.loads((tmp_path / "o" / "original" / "evaluation.json").read_text())
+    assert record["status"] == "failed" and record["missing"] == ["unsafeconcepts_smid"]
