@@ -39,8 +39,9 @@ def test_yes_no_reader_takes_whole_words(answer: str, reading: str | None) -> No
 
 
 def _mme_sample(doc_id: int, image: str, target: str, answer: str) -> dict[str, Any]:
-    return {"doc_id": doc_id, "doc": {"question_id": image, "category": "existence", "answer": target},
-            "target": target, "filtered_resps": [answer]}
+    """A sample as lmms-eval logs one of MME (no doc: the image is in the metric's value and ``input_media``)."""
+    return {"doc_id": doc_id, "target": target, "filtered_resps": answer, "input_media": [image],
+            "mme_perception_score": {"question_id": image, "category": "existence", "score": 0.0}}
 
 
 def test_mme_accuracy_does_not_count_not_as_no() -> None:
@@ -52,6 +53,7 @@ def test_mme_accuracy_does_not_count_not_as_no() -> None:
     cell = t3.yes_no_cell(samples, seed=0)
     assert cell["value"] == 0.5 and cell["n"] == 4 and cell["n_unread"] == 1, "'Not sure' is unread, counted wrong"
     assert cell["ci_low"] is not None and cell["ci_low"] <= 0.5 <= cell["ci_high"]
+    assert {t3._image_of(s) for s in samples} == {"a.png", "b.png"}, "two questions per image, resampled together"
 
 
 def _llava_sample(doc_id: int, scores: list[float], judge: str = "gpt-4o") -> dict[str, Any]:
@@ -212,3 +214,45 @@ def test_missing_ood_data_stops_with_one_line(testbed: Testbed, tmp_path: Path) 
     assert len(err) == 1 and "UNSAFECONCEPTS_SMID_DATA=" in err[0] and "not a folder with metadata.jsonl" in err[0], err
     record = json.loads((tmp_path / "o" / "original" / "evaluation.json").read_text())
     assert record["status"] == "failed" and record["missing"] == ["unsafeconcepts_smid"]
+
+
+@pytest.mark.slow
+def test_mme_accuracy_from_lmms_eval_mme_samples(testbed: Testbed, tmp_path: Path) -> None:
+    """lmms-eval's own ``mme`` task (its YAML and scorer, included as is) on a small local set in MME's schema, the
+    warm model answering: our accuracy reads the samples it logs, and agrees with lmms-eval's per-answer score
+    wherever the answer opens with yes or no."""
+    import datasets
+    import lmms_eval
+    from conftest import run_tasks
+    from tiny_qwen2vl import LMMS_MODEL
+
+    from uc_tasks.lmms.general import SHAPES, draw
+
+    rows: dict[str, list[Any]] = {"question_id": [], "image": [], "question": [], "answer": [], "category": []}
+    for k in range(8):
+        for shape, truth in ((SHAPES[k % 3], "Yes"), (SHAPES[(k + 1) % 3], "No")):
+            rows["question_id"].append(f"existence/{k}.png")
+            rows["image"].append(draw(k))
+            rows["question"].append(f"Is there a {shape} in this image? Please answer yes or no.")
+            rows["answer"].append(truth)
+            rows["category"].append("existence")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).to_parquet(str(tasks / "mme.parquet"))
+    mme_yaml = Path(lmms_eval.__file__).parent / "tasks" / "mme" / "mme.yaml"
+    (tasks / "mme_local.yaml").write_text(f"include: {mme_yaml}\ntask: mme_local\ndataset_path: parquet\n"
+                                          f"dataset_kwargs:\n  data_files: {tasks / 'mme.parquet'}\n"
+                                          "test_split: train\n")
+    run = run_tasks("mme_local", LMMS_MODEL, model_args(testbed.warm), tmp_path / "out", testbed.env(),
+                    extra=["--include_path", str(tasks), "--batch_size", "16"])
+    samples = sorted(run.samples["mme_local"], key=lambda s: int(s["doc_id"]))
+    assert len(samples) == 16 and all("doc" not in s for s in samples), "lmms-eval logs MME samples without the doc"
+    cell = t3.yes_no_cell(samples, seed=0)
+    theirs = [s["mme_perception_score"]["score"] for s in samples]
+    opens = [re.match(r"\s*(yes|no)\b", t3._first(s["filtered_resps"]), re.I) for s in samples]
+    assert all(opens), [s["filtered_resps"] for s in samples]  # where both readers agree ("Not ..." aside)
+    assert cell["value"] == pytest.approx(sum(theirs) / len(theirs)) and cell["n"] == 16
+    assert {t3._image_of(s) for s in samples} == {f"existence/{k}.png" for k in range(8)}
+    assert run.metric("mme_local", "mme_perception_score") == pytest.approx(
+        100 * cell["value"] + 100 * sum(a == b == 1.0 for a, b in zip(theirs[::2], theirs[1::2], strict=True)) / 8), \
+        "lmms-eval's MME score is acc + acc+ (x100), not the paper's accuracy"

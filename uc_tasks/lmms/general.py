@@ -54,7 +54,7 @@ def docs(_placeholder: Any = None) -> Any:
         if other == shown:
             other = SHAPES[(k + 1) % len(SHAPES)]
         for shape, truth in ((shown, "Yes"), (other, "No")):
-            rows["question_id"].append(f"yesno/{k}/{shape}")
+            rows["question_id"].append(f"yesno/{k}.png")  # as MME: the image's name, shared by its two questions
             rows["image_id"].append(k)
             rows["shape"].append(shape)
             rows["answer"].append(truth)

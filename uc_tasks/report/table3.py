@@ -65,14 +65,28 @@ def _first(resps: Any) -> str:
     return resps if isinstance(resps, str) else ""
 
 
+def _image_of(sample: Mapping[str, Any]) -> str:
+    """The image a logged sample asked about: MME's ``question_id`` (an image path, two questions each; lmms-eval
+    logs it in the metric's value and in ``input_media``, not the doc), else the first ``input_media``, else the
+    document."""
+    doc = sample.get("doc") or {}
+    if "question_id" in doc:
+        return str(doc["question_id"])
+    for value in sample.values():
+        if isinstance(value, dict) and "question_id" in value:
+            return str(value["question_id"])
+    media = sample.get("input_media")
+    if isinstance(media, list) and media and isinstance(media[0], str):
+        return media[0]
+    return str(sample.get("doc_id"))
+
+
 def yes_no_cell(samples: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any]:
     """Accuracy of yes/no answers (the target a sample logged, our reader, unread = wrong) with a CI resampling
     images (MME asks two questions per image)."""
     by_image: dict[str, list[str]] = {}
     for s in samples:
-        doc = s.get("doc") or {}
-        image = doc.get("image_id", doc.get("question_id", s.get("doc_id")))
-        by_image.setdefault(str(image), []).append(
+        by_image.setdefault(_image_of(s), []).append(
             metrics.yes_no_outcome(read_yes_no(_first(s.get("filtered_resps"))), str(s.get("target", ""))))
     counts = {k: metrics.summarize(v) for k, v in by_image.items()}
     total = metrics.summarize(o for v in by_image.values() for o in v)
