@@ -21,10 +21,8 @@ from PIL import Image
 from torch import Tensor
 
 from uc_align.ppo.losses import completion_mask
+from uc_tasks.models.special_tokens import eos_token_ids, image_token_ids, suppressed_ids
 from uc_tasks.prompts import render
-
-MULTIMODAL_ID_KEYS = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",
-                      "vision_start_token_id", "vision_end_token_id")
 
 
 @dataclass
@@ -67,34 +65,6 @@ def prompt_text(processor: Any, prompt_id: int) -> str:
     content = [{"type": "image"}, {"type": "text", "text": question}]
     return processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                          add_generation_prompt=True)
-
-
-def image_token_ids(model: Any, processor: Any) -> set[int]:
-    """Ids of the image/video placeholder tokens of this model and processor."""
-    tokenizer = processor.tokenizer
-    ids = {getattr(model.config, k) for k in MULTIMODAL_ID_KEYS if isinstance(getattr(model.config, k, None), int)}
-    for attr in ("image_token", "video_token"):
-        token = getattr(processor, attr, None)
-        if isinstance(token, str):
-            ids.add(tokenizer.convert_tokens_to_ids(token))
-    return ids
-
-
-def eos_token_ids(model: Any, processor: Any) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if processor.tokenizer.eos_token_id is not None:
-        ids.add(processor.tokenizer.eos_token_id)
-    return sorted(ids)
-
-
-def suppressed_ids(model: Any, processor: Any) -> list[int]:
-    """Every special and image placeholder token except EOS: never sampled."""
-    tokenizer = processor.tokenizer
-    ids = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-    ids |= image_token_ids(model, processor)
-    vocab = model.get_output_embeddings().weight.shape[0]
-    return sorted(i for i in ids if 0 <= i < vocab and i not in eos_token_ids(model, processor))
 
 
 def encode(processor: Any, items: list[Item], max_prompt_tokens: int, image_ids: set[int]) -> dict[str, Tensor]:

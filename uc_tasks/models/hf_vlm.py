@@ -49,13 +49,9 @@ from tqdm import tqdm
 
 from uc_tasks.errors import one_line
 from uc_tasks.failures import ERROR, failed_answer, parse_failure
-from uc_tasks.models import hf_load
+from uc_tasks.models import hf_load, special_tokens
 from uc_tasks.models.hf_generation import GenSettings, SeededSampler, parse_gen_kwargs, request_seed
 from uc_tasks.models.hf_load import ModelArgError, as_bool, as_int
-
-MULTIMODAL_ID_KEYS = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",
-                      "vision_start_token_id", "vision_end_token_id", "audio_token_id", "boi_token_index",
-                      "eoi_token_index")
 
 
 class InputTooLong(ValueError):
@@ -163,20 +159,7 @@ class HFVLM(lmms):
 
     def _suppressed_ids(self) -> list[int]:
         """Image/video placeholders and the tokenizer's special tokens, never EOS: a model must not emit them."""
-        tok, gen = self._tokenizer, self._model.generation_config
-        eos = gen.eos_token_id if gen.eos_token_id is not None else tok.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tok.eos_token_id}
-        ids = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
-        for key in MULTIMODAL_ID_KEYS:
-            value = getattr(self._config, key, None)
-            if isinstance(value, int):
-                ids.add(value)
-        for attr in ("image_token", "video_token", "audio_token"):
-            token = getattr(self.processor, attr, None)
-            if isinstance(token, str):
-                ids.add(tok.convert_tokens_to_ids(token))
-        vocab = self._model.get_output_embeddings().weight.shape[0]
-        return sorted(i for i in ids if i is not None and 0 <= i < vocab and i not in eos_ids)
+        return special_tokens.suppressed_ids(self._model, self.processor)
 
     @property
     def model(self) -> Any:
