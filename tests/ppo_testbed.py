@@ -8,8 +8,9 @@
   tower stays as drawn) on the answer format with image-independent random targets (``YES`` / ``NO``): it
   then answers in the format, with a verdict at chance (about 50% right, greedy and sampled).
 
-The shared learning testbed (``tests/testbed.py``) did not exist when this was written; this module is
-PPO's own, and can give way to it.
+The PPO learning test (``test_ppo_learning``) runs on the shared testbed's data (``tests/testbed.py``) and uses
+only ``warm_start`` from here, with ``pool=`` the testbed's training images; the drawn items serve the PPO unit
+and command tests (small, fast, no data folder).
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ def make_items(n: int, seed: int) -> list[Any]:
 
 
 def warm_start(model_dir: Path, out_dir: Path, steps: int = 300, batch: int = 16, lr: float = 3e-3,
-               seed: int = 0) -> Path:
+               seed: int = 0, pool: list[Any] | None = None) -> Path:
     """Fine-tune the language model of the model at ``model_dir`` on ``YES``/``NO`` drawn at random (image-independent),
-    and save it with its processor to ``out_dir``. The answer format is learnt; the verdict is at chance."""
+    and save it with its processor to ``out_dir``. The answer format is learnt; the verdict is at chance. The
+    questions are asked of ``make_items`` images, or of items drawn from ``pool``."""
     import torch
     from transformers import AutoModelForImageTextToText
 
@@ -87,7 +89,7 @@ def warm_start(model_dir: Path, out_dir: Path, steps: int = 300, batch: int = 16
     image_ids = image_token_ids(model, processor)
     model.train()
     for _ in range(steps):
-        items = make_items(batch, rng.randrange(1 << 30))
+        items = rng.sample(pool, batch) if pool else make_items(batch, rng.randrange(1 << 30))
         chosen = [answers[YES if rng.random() < 0.5 else NO] for _ in items]
         tokens = torch.tensor([ids + [tok.pad_token_id] * (width - len(ids)) for ids in chosen])
         mask = torch.tensor([[1.0] * len(ids) + [0.0] * (width - len(ids)) for ids in chosen])

@@ -74,15 +74,16 @@ class Testbed:
         return clean_env(UNSAFECONCEPTS_DATA=str(self.replica), UNSAFECONCEPTS_SAFE_DATA=str(self.safe),
                          OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **extra)
 
-    def evaluate(self, out: Path, adapter: Path | None = None, sampled: bool = False) -> Run:
-        """The fine-tuning test through the real lmms-eval CLI on ``warm`` (with ``adapter``)."""
+    def evaluate(self, out: Path, adapter: Path | None = None, sampled: bool = False, model: Path | None = None) -> Run:
+        """The fine-tuning test through the real lmms-eval CLI on ``model`` (default ``warm``), with ``adapter``."""
         extra = {"adapter": str(adapter)} if adapter else {}
-        return run_tasks(TASK, LMMS_MODEL, model_args(self.warm, **extra), out, self.env(),
+        return run_tasks(TASK, LMMS_MODEL, model_args(model or self.warm, **extra), out, self.env(),
                          extra=["--batch_size", str(EVAL_BATCH), *(SAMPLED if sampled else GREEDY)])
 
-    def train(self, command: str, out: Path, *flags: str, timeout: int = 900) -> subprocess.CompletedProcess:
-        """``python -m uc_align.<command>`` on ``warm`` and the testbed data, as a user runs it."""
-        args = [str(BIN / "python"), "-m", f"uc_align.{command}", "--model", str(self.warm), "--data",
+    def train(self, command: str, out: Path, *flags: str, timeout: int = 900,
+              model: Path | None = None) -> subprocess.CompletedProcess:
+        """``python -m uc_align.<command>`` on ``model`` (default ``warm``) and the testbed data, as a user runs it."""
+        args = [str(BIN / "python"), "-m", f"uc_align.{command}", "--model", str(model or self.warm), "--data",
                 str(self.data), "--out", str(out), *flags]
         return subprocess.run(args, env=self.env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
