@@ -132,6 +132,11 @@ def test_checkpoints_are_checked_and_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--judge /models/base: the judge is the model tested"):
         plan(EvaluateConfig(checkpoints=[str(sft)], out=str(tmp_path / "o"), general=["llava_in_the_wild"],
                             judge="/models/base"))
+    with pytest.raises(ValueError, match="--judge gpt-4o: the judge is the model tested"):  # an API model tested
+        plan(EvaluateConfig(checkpoints=[str(sft)], out=str(tmp_path / "o"), general=["llava_in_the_wild"],
+                            judge="gpt-4o", model="uc_openai", model_args="model=gpt-4o,base_url=http://x/v1"))
+    assert plan(EvaluateConfig(checkpoints=[str(sft)], out=str(tmp_path / "o"), general=["llava_in_the_wild"],
+                               judge="gpt-4o"))[1].name == "sft", "a judge apart from the model is accepted"
 
 
 # --- slow: the command end to end on the testbed ------------------------------------------------
@@ -190,6 +195,11 @@ def test_evaluate_base_and_sft_end_to_end(testbed: Testbed, sft_checkpoint: Path
     page = (tmp_path / "report" / "report.html").read_text()
     assert "id='table3'" in page and t3.fmt_cell(sft["accuracy"]) in page and "NOT MME" in page
     assert (tmp_path / "report" / "table3_tradeoff.png").is_file()
+    # a plain lmms-eval run of the fine-tuning tasks gets its Table 3 row too (no method known: no paper row)
+    assert report_main([str(out / "sft" / "lmms"), "--out", str(tmp_path / "plain"), "--labels", "SFT run",
+                        "--examples", "0"]) == 0
+    plain = (tmp_path / "plain" / "report.html").read_text()
+    assert "id='table3'" in plain and t3.fmt_cell(sft["accuracy"]) in plain and "(reported" not in plain
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser:  # the page with its Table 3 loads in a browser without errors, every image decoding
         n_images = page.count("<img ")

@@ -1,4 +1,4 @@
-"""Re-evaluate a base model and its fine-tuned checkpoints and write the paper's Table 3:
+"""Re-evaluate a base model and its fine-tuned checkpoints and write the paper's Table 3.
 
     python -m uc_align.evaluate CKPT [CKPT ...] --out DIR [--base MODEL] [--judge gpt-4o --judge_base_url URL]
 
@@ -165,8 +165,10 @@ def _check_judge(cfg: EvaluateConfig, models: list[Model]) -> None:
     if not cfg.judge:
         return
     judge = cfg.judge.strip().rstrip("/")
+    named = [v.split("=", 1)[1] for v in cfg.model_args.split(",") if v.split("=", 1)[0].strip() in ("model",
+                                                                                                    "pretrained")]
     for m in models:
-        for tested in filter(None, (m.base, m.adapter)):
+        for tested in filter(None, (m.base, m.adapter, *named)):
             if judge in (tested.rstrip("/"), Path(tested).name):
                 raise ValueError(f"--judge {cfg.judge}: the judge is the model tested ({tested}); name a judge apart "
                                  "from it (the paper: gpt-4o)")
