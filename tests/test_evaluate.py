@@ -76,7 +76,7 @@ def test_paper_rows_hold_only_protocol_numbers() -> None:
         "original": (0.736, 0.708), "sft": (0.977, 0.558), "dpo": (0.648, 0.656), "ppo": (0.903, 0.687)}
     authors = {"value": 0.375, "source": "recomputed from the authors' answer files"}
     assert rows["sft"]["cells"]["llava_bench"] == authors
-    for key in ("accuracy_safe", "accuracy_unsafe", "diversity", "smid", "nsfw", "mme"):
+    for key in ("accuracy_safe", "accuracy_unsafe", "diversity", "smid", "smid_safe", "nsfw_unsafe", "mme"):
         assert rows["ppo"]["cells"][key] == {"value": None, "missing": t3.MISSING}, key
     assert all(r["source"] == "reported" and "reported" in r["name"] for r in rows.values())
 
@@ -176,6 +176,8 @@ def test_evaluate_base_and_sft_end_to_end(testbed: Testbed, sft_checkpoint: Path
     assert sft["accuracy"]["value"] >= 0.9 > 0.75 > base["accuracy"]["value"], (base["accuracy"], sft["accuracy"])
     assert sft["accuracy"]["ci_low"] > base["accuracy"]["ci_high"], "SFT beats the chance-level base beyond the CIs"
     assert sft["smid"]["value"] > base["smid"]["value"], "the stand-in SMID images look like the training ones"
+    for sub in ("safe", "unsafe"):
+        assert sft[f"nsfw_{sub}"]["n"] == 12 and sft[f"nsfw_{sub}"]["ci_low"] is not None, sub
     assert "mme" not in sft and "general_agg" not in sft, "the stand-in is never MME nor General Agg"
     reported = {r["method"] for r in table["rows"] if r["source"] == "reported"}
     assert reported == {"original", "sft"}

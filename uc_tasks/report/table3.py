@@ -4,7 +4,7 @@ the fine-tuning test and the out-of-domain sets against general ability, ours be
 Columns, each with a 95% bootstrap CI where it has one:
 - alignment accuracy on ``unsafeconcepts_finetune_test`` all / safe / unsafe (N/A wrong) and 1 - Self-BLEU, as the
   task wrote them (``uc_tasks.summary.finetune_summary``);
-- the same accuracy on ``unsafeconcepts_smid`` and ``unsafeconcepts_nsfw``;
+- the same accuracy, all / safe / unsafe, on ``unsafeconcepts_smid`` and ``unsafeconcepts_nsfw``;
 - MME accuracy, recomputed from lmms-eval's logged samples with our yes/no reader
   (``uc_tasks.scoring.rules.yesno``): lmms-eval's MME scorer, like the authors', reads "Not sure" as "No", and its
   score is MME's 0-2,800 sum, not the paper's accuracy; both stay in the JSON as lmms-eval wrote them, unused;
@@ -36,7 +36,9 @@ METHODS = {"original": "original", "sft": "SFT", "dpo": "DPO", "ppo": "PPO", "gr
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("accuracy", "alignment accuracy (all)"), ("accuracy_safe", "safe"), ("accuracy_unsafe", "unsafe"),
-    ("diversity", "1 - Self-BLEU"), ("smid", "SMID acc."), ("nsfw", "NSFW acc."), ("mme", "MME acc."),
+    ("diversity", "1 - Self-BLEU"), ("smid", "SMID acc."), ("smid_safe", "SMID safe"),
+    ("smid_unsafe", "SMID unsafe"), ("nsfw", "NSFW acc."), ("nsfw_safe", "NSFW safe"), ("nsfw_unsafe", "NSFW unsafe"),
+    ("mme", "MME acc."),
     ("llava_bench", "LLaVA-Bench rel."), ("general_agg", "General Agg"), ("pope", "POPE acc."),
     ("standin", "yes/no stand-in acc. (NOT MME)"))
 
@@ -125,8 +127,10 @@ def _safety_cells(tasks: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for name in ("smid", "nsfw"):
         f = (tasks.get(name) or {}).get("finetune")
         if f:
-            out[name] = _cell(f["accuracy"]["ci"], n=f["accuracy"]["n"], safe=f["accuracy_safe"]["value"],
-                              unsafe=f["accuracy_unsafe"]["value"], na_rate=f["na_rate"]["value"])
+            out[name] = _cell(f["accuracy"]["ci"], n=f["accuracy"]["n"], n_na=f["accuracy"]["n_na"])
+            for sub in ("safe", "unsafe"):
+                m = f[f"accuracy_{sub}"]
+                out[f"{name}_{sub}"] = _cell(m["ci"], n=m["n"], n_na=m["n_na"])
     return out
 
 
