@@ -2,8 +2,9 @@
 
 It checks the bearer key, decodes and validates every data-URL image, records every request, waits a
 fixed latency and answers deterministically from the request content (``model_answer`` for model
-requests, ``judge_label`` for judge prompts), so reruns get identical answers. Faults are injected on
-demand by ``Fault`` rules, each a number of times per distinct request (or forever).
+requests, ``judge_label`` for judge prompts, ``llava_bench_scores`` for LLaVA-Bench reviews), so reruns
+get identical answers. Faults are injected on demand by ``Fault`` rules, each a number of times per
+distinct request (or forever).
 
 In a test: ``with FakeOpenAI(key="sk-test") as server: ... server.url ... server.requests``.
 As a process (benchmarks): ``python tests/openai_server.py --latency 0.2 --key K`` prints ``URL <url>``.
@@ -49,6 +50,13 @@ def model_answer(texts: list[str], images: list[str]) -> str:
     """The answer to a model request: a fixed function of its prompt text and image digests."""
     h = int(digest("\n".join(texts + images)), 16)
     return f"{ANSWERS[h % len(ANSWERS)]} [ref {h % 10_000:04d}]"
+
+
+def llava_bench_scores(prompt: str) -> str:
+    """A LLaVA-Bench review (lmms-eval's ``llava_in_the_wild`` judge prompt): "<reference> <model>" scores on its
+    first line, a fixed function of the prompt."""
+    h = int(digest(prompt), 16)
+    return f"{6 + h % 4} {2 + (h // 4) % 7}\nBoth answers were reviewed."
 
 
 def judge_label(answer: str, labels: list[str]) -> str:
@@ -201,6 +209,8 @@ class FakeOpenAI:
         answer, labels = _JUDGE_ANSWER.search(text), _JUDGE_LABELS.search(text)
         if answer and labels:
             return judge_label(answer.group(1), [x.strip() for x in labels.group(1).split(",")])
+        if "[End of Assistant 2]" in text:
+            return llava_bench_scores(text)
         return model_answer(info["texts"], info["images"])
 
     async def _fault(self, request: web.Request, fault: Fault, info: dict[str, Any]) -> web.StreamResponse:

@@ -268,3 +268,58 @@ def test_mme_accuracy_from_lmms_eval_mme_samples(testbed: Testbed, tmp_path: Pat
     assert run.metric("mme_local", "mme_perception_score") == pytest.approx(
         100 * cell["value"] + 100 * sum(a == b == 1.0 for a, b in zip(theirs[::2], theirs[1::2], strict=True)) / 8), \
         "lmms-eval's MME score is acc + acc+ (x100), not the paper's accuracy"
+
+
+@pytest.mark.slow
+def test_llava_bench_from_lmms_eval_samples(testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lmms-eval's own ``llava_in_the_wild`` (its YAML, judge prompt and parser, included as is) on a small local set,
+    the judge a real OpenAI-compatible server on 127.0.0.1 reached through the variables ``uc_align.evaluate`` sets:
+    the relative score is the ratio of the judged sums; one review the judge garbles (lmms-eval logs -1, -1 and
+    averages it in) leaves our score undefined."""
+    import datasets
+    import lmms_eval
+    from conftest import run_tasks
+    from openai_server import FakeOpenAI, Fault
+    from tiny_qwen2vl import LMMS_MODEL
+
+    from uc_align.evaluate import _env
+    from uc_tasks.lmms.general import SHAPES, draw
+
+    categories = ("conv", "detail", "complex")
+    rows: dict[str, list[Any]] = {"question_id": [], "image": [], "question": [], "caption": [], "gpt_answer": [],
+                                  "category": []}
+    for k in range(6):
+        rows["question_id"].append(k)
+        rows["image"].append(draw(k))
+        rows["question"].append(f"What shape does this image show{' (hard)' if k == 5 else ''}?")
+        rows["caption"].append(f"A {SHAPES[k % 3]} on a light background.")
+        rows["gpt_answer"].append(f"The image shows a {SHAPES[k % 3]}.")
+        rows["category"].append(categories[k % 3])
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).to_parquet(str(tasks / "llava.parquet"))
+    task_yaml = Path(lmms_eval.__file__).parent / "tasks" / "llava-in-the-wild" / "llava-in-the-wild.yaml"
+    (tasks / "llava_local.yaml").write_text(
+        f"include: {task_yaml}\ntask: llava_local\ndataset_path: parquet\ndataset_kwargs:\n  data_files: "
+        f"{tasks / 'llava.parquet'}\ntest_split: train\ngeneration_kwargs:\n  max_new_tokens: 24\n  do_sample: false\n")
+    garble = Fault("garbage", lambda info: "(hard)" in "\n".join(info["texts"]), times=None)
+    with FakeOpenAI(key="sk-judge", faults=[garble]) as server:
+        monkeypatch.setenv("UC_TEST_JUDGE_KEY", "sk-judge")
+        cfg = EvaluateConfig(out=str(tmp_path / "o"), general=["llava_in_the_wild"], judge="judge-4o",
+                             judge_base_url=server.url, judge_api_key_env="UC_TEST_JUDGE_KEY")
+        judge_env = {k: v for k, v in _env(cfg).items() if k in ("MODEL_VERSION", "OPENAI_API_URL", "OPENAI_API_KEY")}
+        run = run_tasks("llava_local", LMMS_MODEL, model_args(testbed.warm), tmp_path / "out",
+                        testbed.env(**judge_env), extra=["--include_path", str(tasks), "--batch_size", "8"])
+        judged = [r for r in server.requests if "[End of Assistant 2]" in "\n".join(r["texts"])]
+    assert len(judged) >= 6 and {r["settings"]["model"] for r in judged} == {"judge-4o"}, "the judge named apart"
+    samples = sorted(run.samples["llava_local"], key=lambda s: int(s["doc_id"]))
+    scores = [s["gpt_eval_llava_all"]["scores"] for s in samples]
+    assert scores[5] == [-1, -1] and all(min(x) > 0 for x in scores[:5]), scores
+    cell = t3.llava_cell(samples, seed=0)
+    assert cell["value"] is None and cell["n_judge_failed"] == 1 and cell["judge"] == ["judge-4o"]
+    ok = t3.llava_cell(samples[:5], seed=0)
+    assert ok["value"] == pytest.approx(sum(x[1] for x in scores[:5]) / sum(x[0] for x in scores[:5]))
+    theirs = run.metric("llava_local", "gpt_eval_llava_all")
+    mean = [sum(x[i] for x in scores) / 6 for i in (0, 1)]
+    assert theirs == pytest.approx(round(round(mean[1], 3) / round(mean[0], 3) * 100, 1)), \
+        "lmms-eval averages the failed review's -1, -1 into its score"
