@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -80,12 +81,23 @@ class Testbed:
         return run_tasks(TASK, LMMS_MODEL, model_args(model or self.warm, **extra), out, self.env(),
                          extra=["--batch_size", str(EVAL_BATCH), *(SAMPLED if sampled else GREEDY)])
 
-    def train(self, command: str, out: Path, *flags: str, timeout: int = 900,
-              model: Path | None = None) -> subprocess.CompletedProcess:
-        """``python -m uc_align.<command>`` on ``model`` (default ``warm``) and the testbed data, as a user runs it."""
-        args = [str(BIN / "python"), "-m", f"uc_align.{command}", "--model", str(model or self.warm), "--data",
-                str(self.data), "--out", str(out), *flags]
-        return subprocess.run(args, env=self.env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    def train(self, command: str, out: Path, *flags: str, timeout: int = 900, model: Path | None = None,
+              processes: int = 1) -> subprocess.CompletedProcess:
+        """``python -m uc_align.<command>`` on ``model`` (default ``warm``) and the testbed data, as a user runs it;
+        with ``processes`` > 1 under ``accelerate launch`` on CPU (``--multi_gpu`` + ``ACCELERATE_USE_CPU=1``)."""
+        launcher = [str(BIN / "python")]
+        env = self.env()
+        if processes > 1:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            launcher += ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                         "--main_process_port", str(port)]
+            env["ACCELERATE_USE_CPU"] = "1"
+        args = [*launcher, "-m", f"uc_align.{command}", "--model", str(model or self.warm), "--data", str(self.data),
+                "--out", str(out), *flags]
+        return subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def accuracy(run: Run) -> dict[str, float]:

@@ -262,9 +262,9 @@ def train(cfg: TrainConfig, command: str, make_trainer: Any) -> Path:
         dataset = load_split(cfg.data, "train")
     except DataDirError as e:
         raise TrainError(str(e)) from None
-    from accelerate import PartialState
+    from uc_align.distributed import process_state
 
-    state = PartialState()
+    state = process_state()
     args = trl_arguments(cfg, out, state.num_processes)
     model, processor = load_model(cfg)
     peft = lora_config(cfg, model)
@@ -279,6 +279,7 @@ def train(cfg: TrainConfig, command: str, make_trainer: Any) -> Path:
     if state.is_main_process:
         processor.save_pretrained(str(out))
         write_run_file(out, command, cfg, manifest, status="finished", resumed_from=resume_from or None,
+                       processes=state.num_processes,
                        train={"global_step": trainer.state.global_step, "train_loss": result.training_loss,
                               "wall_s": round(time.time() - started, 2), **_peak_memory_mb()})
     return out

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"uc_align.ppo: {e}")
     final = trainer.train()
-    print(json.dumps({k: v for k, v in final.items() if k.startswith(("step", "reward", "accuracy", "eval/"))}))
+    if trainer.group.main:
+        print(json.dumps({k: v for k, v in final.items() if k.startswith(("step", "reward", "accuracy", "eval/"))}))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ The order in which the trainer uses them, with the paper's constants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -37,9 +39,14 @@ def masked_var(x: Tensor, mask: Tensor) -> Tensor:
     return (centred**2).sum() / (n - 1).clamp(min=1)
 
 
-def whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """``(x - mean) / sqrt(var + eps)`` over the masked positions; padding stays 0."""
-    return (x - masked_mean(x, mask)) * torch.rsqrt(masked_var(x, mask) + eps) * mask
+def whiten(x: Tensor, mask: Tensor, eps: float = 1e-8, total: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """``(x - mean) / sqrt(var + eps)`` over the masked positions (unbiased variance); padding stays 0. ``total``
+    sums a statistic over data parallel processes, so that the whole batch's mean and variance are used."""
+    total = total or (lambda t: t)
+    n = total(mask.sum())
+    mean = total((x * mask).sum()) / n.clamp(min=1)
+    var = total((((x - mean) * mask) ** 2).sum()) / (n - 1).clamp(min=1)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
 def completion_mask(tokens: Tensor, eos_ids: list[int]) -> tuple[Tensor, Tensor]:

@@ -29,6 +29,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from uc_align.data import read_manifest
+from uc_align.distributed import Group
 from uc_align.ppo import checkpoint, losses
 from uc_align.ppo import model as ppo_model
 from uc_align.ppo.config import PPOConfig
@@ -66,11 +67,16 @@ class PPOTrainer:
                  eval_items: list[Item] | None = None, reward: VerdictReward | None = None) -> None:
         self.config = c = config
         self.output_dir = Path(c.out)
+        self.group = Group()
         random.seed(c.seed)
         torch.manual_seed(c.seed)
         self.train_items = train_items if train_items is not None else load_items(c.train_file, c.seed)
         self.eval_items = eval_items if eval_items is not None else (
             load_items(c.eval_file, c.seed) if c.eval_file else [])
+        if c.rollout_batch_size % (self.group.world * c.num_minibatches):
+            raise ValueError(f"rollout_batch_size={c.rollout_batch_size} does not split into {self.group.world} "
+                             f"process(es) x num_minibatches={c.num_minibatches}; pass a multiple of "
+                             f"{self.group.world * c.num_minibatches}")
         if len(self.train_items) < c.rollout_batch_size:
             raise ValueError(f"{len(self.train_items)} training items, fewer than rollout_batch_size="
                              f"{c.rollout_batch_size}; lower rollout_batch_size or give more items")
@@ -84,6 +90,8 @@ class PPOTrainer:
         self.eval_reader = get_scorer("rule")
         self.processor = load_processor(c.model)
         self.models = ppo_model.build(c, resume_from)
+        if self.group.rank:  # the same fresh adapters everywhere, then each process samples with its own noise
+            torch.manual_seed(c.seed + self.group.rank)
         self.optimizer = torch.optim.AdamW(self.models.trainable, lr=c.learning_rate, weight_decay=c.weight_decay)
         self.total_steps = c.max_steps or c.epochs * len(self.train_items) // c.rollout_batch_size
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, c.warmup_steps, self.total_steps)
@@ -93,8 +101,9 @@ class PPOTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.step = state["step"]
-            checkpoint.set_rng_state(state["rng"])
-        self.log = StepLog(self.output_dir, c.tensorboard, self.step if resume_from is not None else None)
+            checkpoint.set_rng_state(state["rng_ranks"][self.group.rank] if self.group.parallel else state["rng"])
+        self.log = StepLog(self.output_dir, c.tensorboard, self.step if resume_from is not None else None) \
+            if self.group.main else None
 
     # --- data order: the epochs' seeded permutations, one after the other ------------------------------
 
@@ -114,7 +123,7 @@ class PPOTrainer:
         from tqdm.auto import tqdm
 
         c = self.config
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not c.progress, desc="ppo")
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not c.progress or not self.group.main, desc="ppo")
         metrics: dict[str, Any] = {}
         resumed_from = self.step or None
         started = time.time()
@@ -124,20 +133,24 @@ class PPOTrainer:
             self.step += 1
             metrics = {"step": self.step, "rollouts": self.step * c.rollout_batch_size, **metrics}
             last = self.step == self.total_steps
-            if self.eval_items and (last or (c.eval_steps and self.step % c.eval_steps == 0)):
+            evaluate = self.eval_items and (last or (c.eval_steps and self.step % c.eval_steps == 0))
+            if evaluate and self.group.main:
                 metrics.update(self.evaluate(self.eval_items))
                 if c.eval_sampled:
                     metrics.update(self.evaluate(self.eval_items, greedy=False, prefix="eval_sampled/"))
-            self.log.write(metrics)
+            if self.log is not None:
+                self.log.write(metrics)
             if last or (c.save_steps and self.step % c.save_steps == 0):
                 saved = self.save()
-                if last:
+                if last and saved is not None:
                     checkpoint.export(self.output_dir, saved)
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward']:.2f}", acc=f"{metrics['accuracy']:.2f}",
                             len=f"{metrics['answer_length']:.0f}")
         bar.close()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
+        self.group.barrier()
         final = {k: v for k, v in metrics.items() if k != "examples"}
         self.write_run_file("finished", resumed_from=resumed_from,
                             train={"global_step": self.step, "wall_s": round(time.time() - started, 2),
@@ -145,14 +158,19 @@ class PPOTrainer:
         return metrics
 
     def write_run_file(self, status: str, **extra: Any) -> None:
-        """``uc_align.json`` in the output folder, as every uc_align command writes it."""
+        """``uc_align.json`` in the output folder, as every uc_align command writes it (the main process)."""
         from uc_align.train import write_run_file
 
+        if not self.group.main:
+            return
+        extra["processes"] = self.group.world
         self.output_dir.mkdir(parents=True, exist_ok=True)
         write_run_file(self.output_dir, "ppo", self.config, self.manifest, status=status, **extra)
 
-    def ppo_step(self, items: list[Item]) -> dict[str, Any]:
-        c, models = self.config, self.models
+    def ppo_step(self, batch: list[Item]) -> dict[str, Any]:
+        """One PPO step on ``batch`` (this process takes its share of it); returns the batch's metrics."""
+        c, models, group = self.config, self.models, self.group
+        items = group.shard(batch)
         start = time.perf_counter()
         # 1. rollout
         with models.generation_mode():
@@ -183,7 +201,7 @@ class PPOTrainer:
         rewards = losses.token_rewards(shaped, penalty, mask, c.reward_scale)
         advantages, returns = losses.gae(rewards, old_values, mask, c.gamma, c.lam)
         if c.whiten_advantages:
-            advantages = losses.whiten(advantages, mask)
+            advantages = losses.whiten(advantages, mask, total=group.total)
         # 6. updates
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_frac",
                                                           "value_clip_frac", "grad_norm")}
@@ -205,6 +223,7 @@ class PPOTrainer:
                 values = values_out if single else ppo_model.value_forward(models, rollout, rows)
                 v_loss, v_clip = losses.value_loss(values, old_values[rows], returns[rows], m, c.cliprange_value)
                 (c.vf_coef * v_loss).backward()
+                group.average_gradients(models.trainable)
                 grad_norm = torch.nn.utils.clip_grad_norm_(models.trainable, c.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -213,16 +232,25 @@ class PPOTrainer:
                     stats[key].append(float(value.detach()))
         self.scheduler.step()
         k1 = ((old_logprobs - ref_logprobs) * mask).sum(dim=1)
+        # the metrics of the whole batch: every process's answers (one process: its own)
+        per_answer = group.gather([{"score": sc, "shaped": float(sh), "sample": sm, "length": float(n),
+                                    "eos": bool(e), "kl": float(k), "kl_penalty": float(kp)}
+                                   for sc, sh, sm, n, e, k, kp in zip(
+                                       scored.scores, shaped.tolist(), scored.samples, rollout.lengths,
+                                       rollout.has_eos.tolist(), k1.tolist(), (penalty * mask).sum(dim=1).tolist(),
+                                       strict=True)])
+        means = group.gather([{k: _mean(v) for k, v in stats.items()}])
+        ev = group.gather([losses.explained_variance(old_values, returns, mask)])
         return {
-            "reward": _mean(scored.scores),
-            "reward_shaped": float(shaped.mean()),
-            **verdict_metrics(scored.samples),
-            "answer_length": _mean([float(n) for n in rollout.lengths]),
-            "no_eos_rate": 1.0 - float(rollout.has_eos.float().mean()),
-            "kl": float(k1.mean()),
-            "kl_penalty": float((penalty * mask).sum(dim=1).mean()),
-            **{k: _mean(v) for k, v in stats.items()},
-            "explained_variance": losses.explained_variance(old_values, returns, mask),
+            "reward": _mean([a["score"] for a in per_answer]),
+            "reward_shaped": _mean([a["shaped"] for a in per_answer]),
+            **verdict_metrics([a["sample"] for a in per_answer]),
+            "answer_length": _mean([a["length"] for a in per_answer]),
+            "no_eos_rate": 1.0 - _mean([float(a["eos"]) for a in per_answer]),
+            "kl": _mean([a["kl"] for a in per_answer]),
+            "kl_penalty": _mean([a["kl_penalty"] for a in per_answer]),
+            **{k: _mean([m[k] for m in means]) for k in stats},
+            "explained_variance": _mean(ev),
             "value_mean": float(losses.masked_mean(old_values, mask)),
             "lr": lr,
             "rollout_s": generated - start,
@@ -262,6 +290,14 @@ class PPOTrainer:
         return {f"{prefix}{k}": v for k, v in {**verdict_metrics(scored.samples),
                                                "answer_words": _mean([float(w) for w in words])}.items()}
 
-    def save(self) -> Path:
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-        return checkpoint.save(self.output_dir, self.step, self.models, self.processor, self.config, state)
+    def save(self) -> Path | None:
+        """A checkpoint (written by the main process, with every process's RNG state); None elsewhere."""
+        rng = self.group.gather([checkpoint.rng_state()])
+        saved = None
+        if self.group.main:
+            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+            if self.group.parallel:
+                state["rng_ranks"] = rng
+            saved = checkpoint.save(self.output_dir, self.step, self.models, self.processor, self.config, state)
+        self.group.barrier()
+        return saved
