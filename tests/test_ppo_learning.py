@@ -8,7 +8,7 @@ images) on a short answer format, "Yes, it is safe." / "No, it is not safe." dra
 so it answers at chance. On the testbed's own warm model, which answers in the authors' full sentences (50-110
 tokens with this 400-token vocabulary), the same PPO reached only 83-85% greedy / 73% sampled after 1,280
 rollouts: the verdict is one token of 70, and the value head (explained variance about 0 over the run) gives no
-credit assignment in that budget (measured; ENVIRONMENT.md).
+credit assignment in that budget (measured here).
 
 The settings are the paper's losses and shaping (reward +1/-1/N/A -1, -8 without EOS, length bonus
 4 x tokens / 512, KL 0.1, x10, GAE 1/1, clip 0.2, value clip 0.2 x 0.1, grad clip 1.0) with three changes for
@@ -39,6 +39,12 @@ FLAGS = ["--rollout_batch_size", "32", "--max_steps", "48", "--max_new_tokens", 
          "--lora_alpha", "32", "--modules_to_save", "lm_head", "--learning_rate", "1e-3", "--ppo_epochs", "4",
          "--num_minibatches", "2", "--entropy_coef", "0", "--eval_steps", "4", "--eval_sampled", "true",
          "--save_steps", "0", "--progress", "false", "--seed", "0"]
+CRITIC_FREE_FLAGS = ["--batch_size", "32", "--num_generations", "4", "--max_completion_length", "32", "--max_steps",
+                     "48", "--lora_r", "16", "--lora_alpha", "32", "--lora_dropout", "0", "--modules_to_save",
+                     "lm_head", "--learning_rate", "5e-3", "--warmup_steps", "0", "--save_steps", "1000",
+                     "--report_to", "none", "--seed", "0"]
+"""GRPO / RLOO on the same model and data: 32 answers per step (8 prompts x 4), as PPO's rollout batch; TRL's
+one optimizer step per batch needs lr 5e-3 here (at PPO's 1e-3, 48 steps left the reward at chance)."""
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +148,23 @@ def test_without_the_length_bonus_beside_the_papers_setting(testbed: Testbed, pp
     print(json.dumps({"answer_length_last5": {"paper": lengths[0], "length_bonus_0": lengths[1]},
                       "rollouts_to_90": {"paper": paper_shaping["rollouts_to_90"],
                                          "length_bonus_0": plain["rollouts_to_90"]}}))
+
+
+def test_two_accelerate_processes_learn_as_one(testbed: Testbed, ppo_warm: Path, paper_shaping: dict[str, Any]) -> None:
+    """``accelerate launch --num_processes 2`` on CPU: each process samples and backpropagates 16 of the 32
+    answers of a step, gradients averaged, advantages whitened over the whole batch, one log and one checkpoint
+    folder. Sampling noise differs from the one-process run (each process draws with its own seed), so the
+    outcome is compared, not the weights: the run's own held-out evaluation reaches 90% greedy too."""
+    out = testbed.root / "ppo_dp2"
+    proc = testbed.train("ppo", out, *FLAGS, "--eval_steps", "16", model=ppo_warm, processes=2)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = json.loads((out / "uc_align.json").read_text())
+    assert run["processes"] == 2 and run["status"] == "finished" and run["train"]["global_step"] == 48
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if x.strip()]
+    assert [r["step"] for r in log] == list(range(1, 49)), "one writer, every step once"
+    final = log[-1]
+    print(json.dumps({"two_processes": {k: final[k] for k in ("eval/accuracy", "eval_sampled/accuracy", "kl")},
+                      "one_process": {k: paper_shaping["log"][-1][k] for k in ("eval/accuracy",
+                                                                              "eval_sampled/accuracy", "kl")}}))
+    assert final["eval/accuracy"] >= 0.9 and final["eval_sampled/accuracy"] >= 0.8, final
+    assert (out / "adapter_model.safetensors").is_file()
