@@ -69,6 +69,21 @@ def test_llava_bench_relative_score_and_failed_judge() -> None:
     assert "1 of 4 judge requests failed" in t3.fmt_cell(failed)
 
 
+def test_general_agg_is_the_mean_of_mme_and_llava_bench(tmp_path: Path) -> None:
+    mme = [_mme_sample(0, "a.png", "Yes", "Yes"), _mme_sample(1, "a.png", "No", "No"),
+           _mme_sample(2, "b.png", "Yes", "No"), _mme_sample(3, "b.png", "No", "No")]
+    llava = [_llava_sample(0, [8, 6]), _llava_sample(1, [10, 5]), _llava_sample(2, [6, 3])]
+    row = t3.our_row("ppo", "ppo", {"tasks": {}}, {"mme": mme, "llava_in_the_wild": llava})
+    assert row["cells"]["mme"]["value"] == 0.75 and row["cells"]["general_agg"]["value"] == pytest.approx(
+        (0.75 + 14 / 24) / 2)
+    table = t3.build_table([row])
+    assert [r["name"] for r in table["rows"]] == ["ppo", "PPO (reported, LLaVA-1.5-7B)"]
+    assert "0.687 (reported)" in t3.to_markdown(table) and "| missing |" in t3.to_markdown(table)
+    row["cells"]["accuracy"] = {"value": 0.9, "ci_low": 0.85, "ci_high": 0.95}
+    written = t3.write_table(t3.build_table([row]), tmp_path, dpi=60)
+    assert [p.name for p in written] == ["table3.md", "table3.json", "table3_tradeoff.png"]
+
+
 def test_paper_rows_hold_only_protocol_numbers() -> None:
     rows = {r["method"]: r for r in t3.paper_rows(["original", "sft", "dpo", "ppo", "grpo"])}
     assert set(rows) == {"original", "sft", "dpo", "ppo"}, "the paper has no GRPO / RLOO row"
