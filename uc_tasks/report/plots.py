@@ -174,9 +174,10 @@ def tradeoff(points: Sequence[tuple[str, Estimate, Estimate, bool]], xlabel: str
         color = "#bfa13a" if reported else RUN_COLORS[i % len(RUN_COLORS)]
         ax.errorbar([xs], [ys], xerr=[xerr_lo, xerr_hi], yerr=[yerr_lo, yerr_hi], fmt="s" if reported else "o",
                     color=color, mfc="none" if reported else color, capsize=3, markersize=8)
-        ax.annotate(name, (xs, ys), textcoords="offset points", xytext=(6, 5), fontsize=8, color=color)
-    ax.set_xlim(-0.03, 1.03)
-    ax.set_ylim(-0.03, 1.03)
+        ax.annotate(name, (xs, ys), textcoords="offset points", xytext=(6, -12 if ys > 0.93 else 5), fontsize=8,
+                    color=color)
+    ax.set_xlim(-0.03, 1.05)
+    ax.set_ylim(-0.03, 1.05)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel("alignment accuracy (fine-tuning test, N/A wrong)", fontsize=9)
     ax.set_title(title, fontsize=9)
