@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uc_tasks import settings
-from uc_tasks.data.sources import DataError, DataSource, LoadReport, keep_decodable
-from uc_tasks.jsonl import read_jsonl
+from uc_tasks.data.sources import DataError, DataSource, LoadReport, folder_dataset, keep_decodable
 from uc_tasks.scoring.base import SAFE, UNSAFE
 
 LABELS = {0: SAFE, 1: UNSAFE}
@@ -88,19 +87,7 @@ def load_ood_rows(name: str, source: DataSource | None = None):
     elif source.kind == "parquet":
         ds = datasets.Dataset.from_parquet(source.location)
     else:
-        root = Path(source.location)
-        meta = []
-        for n, row in read_jsonl(root / "metadata.jsonl", DataError):
-            missing = [f for f in OOD_FIELDS if f not in row]
-            if missing:
-                raise DataError(f"{root / 'metadata.jsonl'}:{n}: missing field(s) {', '.join(missing)}; each line "
-                                f"needs {', '.join(OOD_FIELDS)}")
-            meta.append(row)
-        if not meta:
-            raise DataError(f"{root / 'metadata.jsonl'}: no rows")
-        ds = datasets.Dataset.from_dict({"image": [str(root / r["image_filename"]) for r in meta],
-                                         "image_filename": [r["image_filename"] for r in meta],
-                                         "label": [r["label"] for r in meta]})
+        ds = folder_dataset(Path(source.location), OOD_FIELDS, "label")
     missing = [c for c in ("image", "label") if c not in ds.column_names]
     if missing:
         raise DataError(f"{source.location}: missing column(s) {', '.join(missing)} (has "

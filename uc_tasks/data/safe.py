@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from uc_tasks import settings
-from uc_tasks.data.sources import DataError, DataSource, LoadReport, keep_decodable
-from uc_tasks.jsonl import read_jsonl
+from uc_tasks.data.sources import DataError, DataSource, LoadReport, folder_dataset, keep_decodable
 
 SAFE_HF_DATASET = "yiting/imagenet_1k_unique_class"
 ENV_SAFE_DATA = settings.env_name("safe_data")
@@ -65,19 +64,7 @@ def load_safe_rows(source: DataSource | None = None):
     elif source.kind == "parquet":
         ds = datasets.Dataset.from_parquet(source.location)
     else:
-        root = Path(source.location)
-        meta = []
-        for n, row in read_jsonl(root / "metadata.jsonl", DataError):
-            missing = [f for f in SAFE_FIELDS if f not in row]
-            if missing:
-                raise DataError(f"{root / 'metadata.jsonl'}:{n}: missing field(s) {', '.join(missing)}; each line "
-                                f"needs {', '.join(SAFE_FIELDS)}")
-            meta.append(row)
-        if not meta:
-            raise DataError(f"{root / 'metadata.jsonl'}: no rows")
-        ds = datasets.Dataset.from_dict({"image": [str(root / r["image_filename"]) for r in meta],
-                                         "image_filename": [r["image_filename"] for r in meta],
-                                         "concept": [r["concept"] for r in meta]})
+        ds = folder_dataset(Path(source.location), SAFE_FIELDS, "concept")
     missing = [c for c in ("image", "concept") if c not in ds.column_names]
     if missing:
         raise DataError(f"{source.location}: missing column(s) {', '.join(missing)} (has "

@@ -100,6 +100,25 @@ def _read_metadata(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def folder_dataset(root: Path, fields: tuple[str, ...] | list[str], column: str):
+    """A local image folder as a ``datasets.Dataset``: ``root/metadata.jsonl`` (one line per image, with every
+    field of ``fields``) gives ``image`` (the path), ``image_filename`` and ``column`` (the label field)."""
+    import datasets
+
+    meta = []
+    for n, row in read_jsonl(root / "metadata.jsonl", DataError):
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise DataError(f"{root / 'metadata.jsonl'}:{n}: missing field(s) {', '.join(missing)}; each line "
+                            f"needs {', '.join(fields)}")
+        meta.append(row)
+    if not meta:
+        raise DataError(f"{root / 'metadata.jsonl'}: no rows")
+    return datasets.Dataset.from_dict({"image": [str(root / r["image_filename"]) for r in meta],
+                                       "image_filename": [r["image_filename"] for r in meta],
+                                       column: [r[column] for r in meta]})
+
+
 def _load_hf(source: DataSource):
     import datasets
 
