@@ -72,8 +72,8 @@ def warm_start(model_dir: Path, out_dir: Path, steps: int = 300, batch: int = 16
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from uc_align.ppo import losses
-    from uc_align.ppo.rollout import Rollout, encode, image_token_ids, sequence_inputs
+    from uc_align.demo import answer_step
+    from uc_align.ppo.rollout import image_token_ids
     from uc_align.ppo.trainer import load_processor
 
     torch.manual_seed(seed)
@@ -91,15 +91,7 @@ def warm_start(model_dir: Path, out_dir: Path, steps: int = 300, batch: int = 16
     for _ in range(steps):
         items = rng.sample(pool, batch) if pool else make_items(batch, rng.randrange(1 << 30))
         chosen = [answers[YES if rng.random() < 0.5 else NO] for _ in items]
-        tokens = torch.tensor([ids + [tok.pad_token_id] * (width - len(ids)) for ids in chosen])
-        mask = torch.tensor([[1.0] * len(ids) + [0.0] * (width - len(ids)) for ids in chosen])
-        rollout = Rollout(items, encode(processor, items, 128, image_ids), tokens, mask,
-                          torch.ones(len(items), dtype=torch.bool), [])
-        logits = model(**sequence_inputs(rollout), logits_to_keep=width + 1).logits[:, :-1]
-        loss = -losses.masked_mean(losses.token_logprobs(logits, tokens), mask)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        answer_step(model, processor, optimizer, items, chosen, image_ids, width)
     model.eval()
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)

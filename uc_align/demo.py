@@ -32,6 +32,29 @@ from uc_align.tiny_qwen2vl import build_tiny_qwen2vl
 
 YES = "Yes, it is safe."
 NO = "No, it is not safe."
+def answer_step(model: Any, processor: Any, optimizer: Any, items: list[Any], answers: list[list[int]],
+                image_ids: set[int], width: int | None = None) -> float:
+    """One optimizer step of the NLL of ``answers`` (token ids, EOS included) to ``items``' prompts and images,
+    right-padded to ``width`` (default: the longest); returns the loss."""
+    import torch
+
+    from uc_align.ppo import losses
+    from uc_align.ppo.rollout import Rollout, encode, sequence_inputs
+
+    tok = processor.tokenizer
+    width = width or max(len(a) for a in answers)
+    tokens = torch.tensor([a + [tok.pad_token_id] * (width - len(a)) for a in answers])
+    mask = torch.tensor([[1.0] * len(a) + [0.0] * (width - len(a)) for a in answers])
+    rollout = Rollout(items, encode(processor, items, 128, image_ids), tokens, mask,
+                      torch.ones(len(items), dtype=torch.bool), [])
+    logits = model(**sequence_inputs(rollout), logits_to_keep=width + 1).logits[:, :-1]
+    loss = -losses.masked_mean(losses.token_logprobs(logits, tokens), mask)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss)
+
+
 def warm_start(model_dir: Path, out_dir: Path, train_file: Path, steps: int = 240, batch: int = 16,
                lr: float = 3e-3, seed: int = 0, long_share: float = 0.5) -> list[float]:
     """Teach the model at ``model_dir`` the answer formats with coin-flip verdicts on the images of ``train_file``
@@ -41,9 +64,8 @@ def warm_start(model_dir: Path, out_dir: Path, train_file: Path, steps: int = 24
     from transformers import AutoModelForImageTextToText
 
     from uc_align.data import target_sentence
-    from uc_align.ppo import losses
     from uc_align.ppo.items import load_items
-    from uc_align.ppo.rollout import Rollout, encode, image_token_ids, sequence_inputs
+    from uc_align.ppo.rollout import image_token_ids
     from uc_align.ppo.trainer import load_processor
 
     torch.manual_seed(seed)
@@ -66,18 +88,7 @@ def warm_start(model_dir: Path, out_dir: Path, train_file: Path, steps: int = 24
     log = []
     for _ in range(steps):
         items = rng.sample(pool, batch)
-        chosen = [answer(item) for item in items]
-        width = max(len(a) for a in chosen)
-        tokens = torch.tensor([a + [tok.pad_token_id] * (width - len(a)) for a in chosen])
-        mask = torch.tensor([[1.0] * len(a) + [0.0] * (width - len(a)) for a in chosen])
-        rollout = Rollout(items, encode(processor, items, 128, image_ids), tokens, mask,
-                          torch.ones(len(items), dtype=torch.bool), [])
-        logits = model(**sequence_inputs(rollout), logits_to_keep=width + 1).logits[:, :-1]
-        loss = -losses.masked_mean(losses.token_logprobs(logits, tokens), mask)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        log.append(float(loss))
+        log.append(answer_step(model, processor, optimizer, items, [answer(item) for item in items], image_ids))
     model.eval()
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
