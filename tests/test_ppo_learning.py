@@ -44,7 +44,8 @@ CRITIC_FREE_FLAGS = ["--batch_size", "32", "--num_generations", "4", "--max_comp
                      "lm_head", "--learning_rate", "5e-3", "--warmup_steps", "0", "--save_steps", "1000",
                      "--report_to", "none", "--seed", "0"]
 """GRPO / RLOO on the same model and data: 32 answers per step (8 prompts x 4), as PPO's rollout batch; TRL's
-one optimizer step per batch needs lr 5e-3 here (at PPO's 1e-3, 48 steps left the reward at chance)."""
+one optimizer step per batch needs lr 5e-3 here (at PPO's 1e-3, 48 steps left the reward at chance). RLOO over
+32 steps (cosine decay) ended at 93% greedy but 68% sampled; over 48 it held 98% / 94% from 1,024 rollouts on."""
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +150,31 @@ def test_without_the_length_bonus_beside_the_papers_setting(testbed: Testbed, pp
                       "rollouts_to_90": {"paper": paper_shaping["rollouts_to_90"],
                                          "length_bonus_0": plain["rollouts_to_90"]}}))
 
+
+
+@pytest.mark.parametrize("command", ["rloo"])
+def test_the_critic_free_baselines_learn_too(testbed: Testbed, ppo_warm: Path, before: dict[str, dict[str, float]],
+                                             command: str) -> None:
+    """The same test for TRL's RLOO (``python -m uc_align.rloo``, PPO's reward object, no value model): from
+    chance to at least 90% held-out, greedy and sampled, through the CLI. Rollouts to 90% greedy / sampled
+    (``bench/rl_learning.py``: 48 steps, checkpoints every 256 rollouts, each evaluated through the CLI): PPO
+    512 / 1,024, GRPO 768 / 768, RLOO 768 / 1,024.
+
+    GRPO is not in this test: on this testbed it is brittle. At lr 5e-3 over 48 steps it reached 97% greedy,
+    then drifted to over-refusal (safe images 72% right at 1,536 rollouts); over 32 steps (cosine decay)
+    it ended at 84% greedy / 74% sampled, safe 68%; at lr 2e-3 or 3e-3 over 32 steps it stayed at chance.
+    ``test_ppo_baselines`` runs its command."""
+    out = testbed.root / command
+    proc = testbed.train(command, out, *CRITIC_FREE_FLAGS, model=ppo_warm)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = json.loads((out / "uc_align.json").read_text())
+    assert run["command"] == command and run["status"] == "finished" and run["train"]["global_step"] == 48
+    after = {mode: accuracy(r) for mode, r in evaluate(testbed, ppo_warm, command, out).items()}
+    print(f"{command}: before {before} after {after}")
+    for mode in ("greedy", "sampled"):
+        assert after[mode]["accuracy"] >= 0.9, (mode, after)
+        assert after[mode]["accuracy_safe"] >= 0.85 and after[mode]["accuracy_unsafe"] >= 0.85, (mode, after)
+        assert after[mode]["na_rate"] <= before[mode]["na_rate"] + 0.03, (mode, before, after)
 
 def test_two_accelerate_processes_learn_as_one(testbed: Testbed, ppo_warm: Path, paper_shaping: dict[str, Any]) -> None:
     """``accelerate launch --num_processes 2`` on CPU: each process samples and backpropagates 16 of the 32

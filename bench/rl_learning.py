@@ -1,0 +1,95 @@
+"""Rollouts to 90% held-out accuracy and training time per rollout sample for PPO, GRPO and RLOO, side by side.
+
+On the learning testbed (``tests/testbed.py`` data, the short-format warm start of ``tests/test_ppo_learning.py``),
+each method runs through its command with a checkpoint every ``--every`` steps of 32 sampled answers; every
+checkpoint is evaluated on ``unsafeconcepts_finetune_test`` through the real lmms-eval CLI (greedy, and sampled at
+temperature 1). Prints one JSON line per checkpoint, then per method: the first rollout count at which greedy and
+sampled accuracy reach ``--target``, and the median training seconds per rollout sample (the logged step time
+divided by the answers the step sampled; PPO's includes its value head, the others have none).
+
+    python bench/rl_learning.py                      # ppo, grpo, rloo; 48 steps of 32 answers each
+    python bench/rl_learning.py --methods rloo --steps 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+BATCH = 32
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--methods", nargs="+", default=["ppo", "grpo", "rloo"], choices=["ppo", "grpo", "rloo"])
+    p.add_argument("--steps", type=int, default=48, help="training steps of 32 sampled answers")
+    p.add_argument("--every", type=int, default=8, help="checkpoint (and evaluate) every N steps")
+    p.add_argument("--target", type=float, default=0.9, help="held-out accuracy to reach")
+    p.add_argument("--root", type=Path, default=None, help="work folder (default: a temporary one)")
+    return p
+
+
+def checkpoints(method: str, out: Path) -> list[tuple[int, Path]]:
+    """(step, adapter folder) of every checkpoint a run wrote."""
+    if method == "ppo":
+        return sorted((int(p.name.split("-")[1]), p / "policy") for p in out.glob("checkpoint-*") if p.is_dir())
+    return sorted((int(p.name.split("-")[1]), p) for p in (out / "checkpoints").glob("checkpoint-*"))
+
+
+def seconds_per_sample(method: str, out: Path) -> float:
+    if method == "ppo":
+        rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if x.strip()]
+        return statistics.median(r["step_s"] for r in rows) / BATCH
+    rows = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines() if x.strip()]
+    return statistics.median(r["step_time_s"] for r in rows if "step_time_s" in r) / BATCH
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    import ppo_testbed
+    from test_ppo_learning import CRITIC_FREE_FLAGS, FLAGS
+    from testbed import accuracy, build_testbed
+
+    from uc_align.ppo.items import load_items
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="rl_learning_"))
+    bed = build_testbed(root)
+    warm = ppo_testbed.warm_start(bed.base, root / "ppo_warm", pool=load_items(bed.data / "train.jsonl", seed=0))
+    summary = {}
+    for method in args.methods:
+        out = root / method
+        if method == "ppo":
+            flags = [*FLAGS, "--max_steps", str(args.steps), "--save_steps", str(args.every), "--eval_steps", "0"]
+        else:
+            flags = [*CRITIC_FREE_FLAGS, "--max_steps", str(args.steps), "--save_steps", str(args.every),
+                     "--save_total_limit", "1000"]
+        proc = bed.train(method, out, *flags, model=warm)
+        if proc.returncode:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            return 1
+        reached: dict[str, int | None] = {"greedy": None, "sampled": None}
+        for step, adapter in checkpoints(method, out):
+            row: dict = {"method": method, "step": step, "rollouts": step * BATCH}
+            for mode in ("greedy", "sampled"):
+                row[mode] = accuracy(bed.evaluate(root / f"eval_{method}_{step}_{mode}", adapter=adapter, model=warm,
+                                                  sampled=mode == "sampled"))
+                if reached[mode] is None and row[mode]["accuracy"] >= args.target:
+                    reached[mode] = step * BATCH
+            print(json.dumps(row), flush=True)
+        summary[method] = {"rollouts_to_target": reached, "seconds_per_sample": round(seconds_per_sample(method, out),
+                                                                                      4)}
+    if "ppo" in summary and "rloo" in summary:
+        summary["ppo_over_rloo_time_per_sample"] = round(summary["ppo"]["seconds_per_sample"]
+                                                         / summary["rloo"]["seconds_per_sample"], 2)
+    print(json.dumps({"target": args.target, **summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
