@@ -70,3 +70,18 @@ def test_the_command_says_what_is_missing(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["--top_p", "2"])
     assert "top_p=2.0: must be in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_4bit_without_cuda_is_refused_in_one_line(tmp_path: Path) -> None:
+    from tiny_qwen2vl import build_tiny_qwen2vl
+
+    from uc_align.ppo.items import write_items
+
+    model = build_tiny_qwen2vl(tmp_path / "model")
+    items = write_items(tmp_path / "train.jsonl", ppo_testbed.make_items(8, seed=0))
+    with pytest.raises(SystemExit) as e:
+        main(["--model", str(model), "--train_file", str(items), "--out", str(tmp_path / "out"),
+              "--rollout_batch_size", "8", "--load_in_4bit", "true"])
+    assert str(e.value.code) == ("uc_align.ppo: load_in_4bit=true needs CUDA, and this machine has none; set "
+                                 "load_in_4bit false")
