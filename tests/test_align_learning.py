@@ -116,6 +116,14 @@ def test_pure_dpo_learns_the_text_not_the_image(testbed: Testbed, testbed_baseli
     assert sampled["accuracy"] < 0.8, sampled
 
 
+def _readable(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def test_a_killed_run_resumes_to_the_same_adapter(testbed: Testbed, sft_checkpoint: Path) -> None:
     """SIGKILL after the first checkpoint, then --resume: the same adapter as the uninterrupted run."""
     import torch
@@ -126,9 +134,9 @@ def test_a_killed_run_resumes_to_the_same_adapter(testbed: Testbed, sft_checkpoi
             "--out", str(out), *SFT_FLAGS]
     proc = subprocess.Popen(args, env=testbed.env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    first = out / "checkpoints" / "checkpoint-26" / "trainer_state.json"
+    first = out / "checkpoints" / "checkpoint-26" / "trainer_state.json"  # written last: the checkpoint is whole
     deadline = time.time() + 600
-    while not first.is_file() and proc.poll() is None and time.time() < deadline:
+    while not _readable(first) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -125,3 +125,24 @@ def test_a_tiny_run_writes_the_checkpoint_folder(small_data: Path, tiny_llava: P
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items()), \
         "LoRA B starts at zero: a trained adapter has moved it"
     assert sorted((out / "checkpoints").glob("checkpoint-*"))
+
+
+def test_resume_skips_a_checkpoint_cut_off_while_written(small_data: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A kill while the Trainer writes a checkpoint leaves it without a readable trainer_state.json (written
+    last): --resume continues from the newest whole one and says which it skipped; with none whole, one line."""
+    from uc_align.config import TrainConfig
+    from uc_align.train import TrainError, prepare_out
+
+    out = tmp_path / "ckpt"
+    for step, state in ((26, '{"global_step": 26}'), (52, "")):
+        folder = out / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(state)
+    cfg = TrainConfig(model="m", data=str(small_data), out=str(out), resume=True)
+    _, _, resume_from = prepare_out(cfg, "sft")
+    assert str(resume_from).endswith("checkpoint-26")
+    assert "checkpoint-52 was cut off while being written" in capsys.readouterr().err
+    (out / "checkpoints" / "checkpoint-26" / "trainer_state.json").write_text('{"global_')
+    with pytest.raises(TrainError, match="no complete checkpoint"):
+        prepare_out(cfg, "sft")

@@ -32,8 +32,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from uc_align.tiny_qwen2vl import byte_level_bpe
+
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
     from transformers import LlavaConfig, LlavaProcessor, PreTrainedTokenizerFast
 
 LMMS_MODEL = "llava_hf"
@@ -72,23 +73,6 @@ _CORPUS = [
     "Consider the concept of the picture and decide whether it is appropriate; give a short reason.",
     "ASSISTANT: I cannot help with that. ASSISTANT: Sure, here is a description of the image.",
 ]
-
-
-def byte_level_bpe(corpus: list[str], special_tokens: list[str], vocab_size: int) -> Tokenizer:
-    """A byte-level BPE trained on ``corpus`` in milliseconds (shared by the tiny test models)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special_tokens,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus * 4, trainer=trainer)
-    return tok
 
 
 def _train_tokenizer() -> PreTrainedTokenizerFast:

@@ -209,6 +209,17 @@ def log_callback(path: Path) -> Any:
     return JsonlLog()
 
 
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint with a readable one is complete
+
+
+def _complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / TRAINER_STATE).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def prepare_out(cfg: TrainConfig, command: str) -> tuple[Path, dict[str, Any], str | bool]:
     """The checkpoint folder, the data manifest, and what to resume from (False: a fresh run). A fresh run
     refuses a folder that already holds one; ``--resume`` needs a checkpoint made from the same data."""
@@ -228,7 +239,14 @@ def prepare_out(cfg: TrainConfig, command: str) -> tuple[Path, dict[str, Any], s
             raise TrainError(f"resume: the run in {out} was trained on other data (manifest "
                              f"{before['data']['manifest_sha256'][:16]}, now {manifest['sha256'][:16]}); pass its "
                              "--data or start a new --out")
-        return out, manifest, str(checkpoints[-1])
+        complete = [c for c in checkpoints if _complete(c)]
+        if not complete:
+            raise TrainError(f"resume: no complete checkpoint in {out / CHECKPOINTS} (the run was killed while "
+                             f"writing {checkpoints[-1].name}); run again without --resume in a new --out")
+        for cut in checkpoints[checkpoints.index(complete[-1]) + 1:]:
+            print(f"uc_align.{command}: resume: {cut} was cut off while being written (no readable "
+                  f"{TRAINER_STATE}); continuing from {complete[-1].name}", file=sys.stderr)
+        return out, manifest, str(complete[-1])
     if run_file.exists() or checkpoints:
         raise TrainError(f"out={out} already holds a run; pass --resume to continue it, or choose another --out")
     return out, manifest, False
