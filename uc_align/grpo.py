@@ -7,24 +7,11 @@ reader, +1 / -1 / N/A), with the LoRA, data, checkpoint folder and log of the SF
 
 from __future__ import annotations
 
-import sys
-from typing import Any
-
-from uc_align.ppo.baselines import CriticFreeConfig, build_trainer
-from uc_align.train import run_command
-from uc_tasks.config import parse_config
-
-
-def make_trainer(cfg: CriticFreeConfig, model: Any, processor: Any, dataset: Any, peft_config: Any,
-                 args: dict[str, Any]) -> Any:
-    from trl import GRPOConfig, GRPOTrainer
-
-    return build_trainer(GRPOTrainer, GRPOConfig, cfg, model, processor, dataset, peft_config, args)
+from uc_align.ppo.baselines import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(CriticFreeConfig, list(sys.argv[1:] if argv is None else argv), __doc__.split("\n\n")[0])
-    return run_command("grpo", cfg, make_trainer)
+    return run("grpo", "GRPO", argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -66,3 +66,21 @@ def build_trainer(trainer_class: Any, config_class: Any, cfg: CriticFreeConfig, 
     return trainer_class(model=model, reward_funcs=[reward], args=trl_config(cfg, args, config_class),
                          train_dataset=dataset.select_columns(COLUMNS), processing_class=processor,
                          peft_config=peft_config)
+
+
+def run(command: str, trl_name: str, argv: list[str] | None, description: str) -> int:
+    """``main`` of ``uc_align.<command>``: TRL's ``<trl_name>Trainer`` / ``<trl_name>Config`` (GRPO, RLOO)."""
+    import sys
+
+    from uc_align.train import run_command
+    from uc_tasks.config import parse_config
+
+    def make_trainer(cfg: CriticFreeConfig, model: Any, processor: Any, dataset: Any, peft_config: Any,
+                     args: dict[str, Any]) -> Any:
+        import trl
+
+        return build_trainer(getattr(trl, f"{trl_name}Trainer"), getattr(trl, f"{trl_name}Config"), cfg, model,
+                             processor, dataset, peft_config, args)
+
+    cfg = parse_config(CriticFreeConfig, list(sys.argv[1:] if argv is None else argv), description)
+    return run_command(command, cfg, make_trainer)
