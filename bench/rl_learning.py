@@ -1,7 +1,8 @@
 """Rollouts to 90% held-out accuracy and training time per rollout sample for PPO, GRPO and RLOO, side by side.
 
 On the learning testbed (``tests/testbed.py`` data, the short-format warm start of ``tests/test_ppo_learning.py``),
-each method runs through its command with a checkpoint every ``--every`` steps of 32 sampled answers; every
+each method runs through its command (the test's flags: ``CRITIC_FREE_FLAGS`` plus ``COMMAND_FLAGS``, GRPO's
+gradient clip and KL) with a checkpoint every ``--every`` steps of 32 sampled answers; every
 checkpoint is evaluated on ``unsafeconcepts_finetune_test`` through the real lmms-eval CLI (greedy, and sampled at
 temperature 1). Prints one JSON line per checkpoint, then per method: the first rollout count at which greedy and
 sampled accuracy reach ``--target``, and the median training seconds per rollout sample (the logged step time
@@ -53,7 +54,7 @@ def seconds_per_sample(method: str, out: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     import ppo_testbed
-    from test_ppo_learning import CRITIC_FREE_FLAGS, FLAGS
+    from test_ppo_learning import COMMAND_FLAGS, CRITIC_FREE_FLAGS, FLAGS
     from testbed import accuracy, build_testbed
 
     from uc_align.ppo.items import load_items
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         if method == "ppo":
             flags = [*FLAGS, "--max_steps", str(args.steps), "--save_steps", str(args.every), "--eval_steps", "0"]
         else:
-            flags = [*CRITIC_FREE_FLAGS, "--max_steps", str(args.steps), "--save_steps", str(args.every),
-                     "--save_total_limit", "1000"]
+            flags = [*CRITIC_FREE_FLAGS, *COMMAND_FLAGS[method], "--max_steps", str(args.steps), "--save_steps",
+                     str(args.every), "--save_total_limit", "1000"]
         proc = bed.train(method, out, *flags, model=warm)
         if proc.returncode:
             print(proc.stderr[-3000:], file=sys.stderr)

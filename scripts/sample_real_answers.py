@@ -34,7 +34,7 @@ def main(folder: str, out: str) -> None:
         easy_by_file.append([r for r in rows if OPENS_YES_NO.match(r["output"])])
     easy: list[dict] = []
     quota = [N_OPENING_YES_NO // len(files) + (i < N_OPENING_YES_NO % len(files)) for i in range(len(files))]
-    for rows, k in zip(easy_by_file, quota):
+    for rows, k in zip(easy_by_file, quota, strict=True):
         easy += rng.sample(rows, k)
     sample = hard + easy
     rng.shuffle(sample)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from uc_tasks.data.synth import write_replica
+from uc_tasks.jsonl import json_lines
 
 pytest_plugins = ("testbed",)  # the learning testbed's session fixtures (tests/testbed.py)
 
@@ -73,7 +74,7 @@ def run_tasks(tasks: str, model: str, model_args: str, out: Path, env: dict[str,
     samples: dict[str, list[dict[str, Any]]] = {}
     for f in glob.glob(str(out / "**" / "*_samples_*.jsonl"), recursive=True):
         task = f.rsplit("_samples_", 1)[1][: -len(".jsonl")]
-        samples[task] = [json.loads(line) for line in Path(f).read_text().splitlines() if line.strip()]
+        samples[task] = [json.loads(line) for line in json_lines(Path(f).read_text(encoding="utf-8")) if line.strip()]
     return Run(proc, results, samples)
 
 

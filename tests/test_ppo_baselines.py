@@ -24,6 +24,37 @@ def test_the_group_must_fit_the_batch() -> None:
         CriticFreeConfig(model="m", data="d", out="o", reward="rules")
 
 
+def test_the_grpo_options_reach_trl_and_bad_ones_stop_with_one_line(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import trl
+
+    from uc_align.ppo.baselines import trl_config
+    from uc_align.rloo import main as rloo_main
+    from uc_align.train import trl_arguments
+
+    base = {"model": "m", "data": "d", "out": str(tmp_path), "batch_size": 8, "num_generations": 4,
+            "report_to": "none"}
+    args = trl_arguments(CriticFreeConfig(**base), tmp_path, 1)
+    cfg = CriticFreeConfig(**base, scale_rewards="none", loss_type="dr_grpo", mask_truncated_completions=True,
+                           beta=0.0)
+    grpo = trl_config(cfg, args, trl.GRPOConfig)
+    assert (grpo.scale_rewards, grpo.loss_type, grpo.mask_truncated_completions, grpo.beta) == \
+        ("none", "dr_grpo", True, 0.0)
+    default = trl_config(CriticFreeConfig(**base), args, trl.GRPOConfig)  # unset: TRL's defaults
+    assert (default.scale_rewards, default.loss_type, default.mask_truncated_completions) == ("group", "dapo", False)
+    assert trl_config(CriticFreeConfig(**base), args, trl.RLOOConfig).num_generations == 4
+    with pytest.raises(ValueError, match=r"^scale_rewards='std': must be one of group, batch, none; pass e\.g\."):
+        CriticFreeConfig(**base, scale_rewards="std")
+    with pytest.raises(ValueError, match=r"^loss_type='luspo': must be one of dapo, "):
+        CriticFreeConfig(**base, loss_type="luspo")
+    # RLOOConfig has no such field: the rloo command refuses before loading anything, in one line
+    assert rloo_main(["--model", "m", "--data", "d", "--out", str(tmp_path / "o"), "--scale_rewards", "none",
+                      "--loss_type", "grpo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("uc_align.rloo: scale_rewards='none', loss_type='grpo': GRPO-only option(s), which TRL's RLOO "
+                   "has no use for; drop them, or run python -m uc_align.grpo"), err
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from tiny_qwen2vl import build_tiny_qwen2vl

@@ -46,6 +46,13 @@ CRITIC_FREE_FLAGS = ["--batch_size", "32", "--num_generations", "4", "--max_comp
 """GRPO / RLOO on the same model and data: 32 answers per step (8 prompts x 4), as PPO's rollout batch; TRL's
 one optimizer step per batch needs lr 5e-3 here (at PPO's 1e-3, 48 steps left the reward at chance). RLOO over
 32 steps (cosine decay) ended at 93% greedy but 68% sampled; over 48 it held 98% / 94% from 1,024 rollouts on."""
+GRPO_FLAGS = ["--max_grad_norm", "0.1", "--beta", "0.01"]
+"""GRPO's changes to CRITIC_FREE_FLAGS. Its loss averages over answer tokens (TRL's dapo), so its gradient norm is
+0.1-0.5 where RLOO's (summed over the answer) is 2-4: at max_grad_norm 1 RLOO is clipped on every step and GRPO
+on almost none, and a few large steps inflate Adam's second moment; clipping at 0.1 evens its steps the same way.
+beta 0.01: GRPO puts the KL in the loss, a pull towards the base that does not vanish when a group's answers all
+agree (RLOO's KL is in the reward, where they cancel), and at 0.1 or 0.04 it held sampled accuracy at 80-87%."""
+COMMAND_FLAGS = {"rloo": [], "grpo": GRPO_FLAGS}
 
 
 @pytest.fixture(scope="module")
@@ -152,20 +159,24 @@ def test_without_the_length_bonus_beside_the_papers_setting(testbed: Testbed, pp
 
 
 
-@pytest.mark.parametrize("command", ["rloo"])
+@pytest.mark.parametrize("command", ["rloo", "grpo"])
 def test_the_critic_free_baselines_learn_too(testbed: Testbed, ppo_warm: Path, before: dict[str, dict[str, float]],
                                              command: str) -> None:
-    """The same test for TRL's RLOO (``python -m uc_align.rloo``, PPO's reward object, no value model): from
-    chance to at least 90% held-out, greedy and sampled, through the CLI. Rollouts to 90% greedy / sampled
-    (``bench/rl_learning.py``: 48 steps, checkpoints every 256 rollouts, each evaluated through the CLI): PPO
-    512 / 1,024, GRPO 768 / 768, RLOO 768 / 1,024.
+    """The same test for TRL's RLOO and GRPO (``python -m uc_align.rloo`` / ``grpo``, PPO's reward object, no value
+    model): from chance to at least 90% held-out, greedy and sampled, through the CLI. Rollouts to 90% greedy /
+    sampled (``bench/rl_learning.py``: 48 steps, checkpoints every 256 rollouts, each evaluated through the CLI):
+    PPO 512 / 1,024, RLOO 768 / 1,024 (GRPO, before ``GRPO_FLAGS``: 768 / 768, then it drifted).
 
-    GRPO is not in this test: on this testbed it is brittle. At lr 5e-3 over 48 steps it reached 97% greedy,
-    then drifted to over-refusal (safe images 72% right at 1,536 rollouts); over 32 steps (cosine decay)
-    it ended at 84% greedy / 74% sampled, safe 68%; at lr 2e-3 or 3e-3 over 32 steps it stayed at chance.
-    ``test_ppo_baselines`` runs its command."""
+    Measured with seed 0, greedy / sampled (safe, unsafe) after 1,536 rollouts: RLOO 100% / 98% (safe 100% /
+    100%, unsafe 100% / 96%); GRPO with ``GRPO_FLAGS`` 96% / 95% (safe 100% / 100%, unsafe
+    92% / 89%; 84% / 82% at 1,024). Both are seed-sensitive on this testbed: at seeds 1 and 2 RLOO ended at
+    chance, and GRPO with ``GRPO_FLAGS`` at seeds 1-3 ended at 50% / 54%, 86% / 76% and 50% / 46%. GRPO with
+    CRITIC_FREE_FLAGS alone ended at 99% greedy but 88% sampled (safe 83%); ``--scale_rewards none`` (no std
+    scaling: with +-1 rewards and 4 answers a group's std is 1-1.15, so it changes little but the trajectory)
+    stayed at chance; ``--beta 0`` ran the answers into the length limit; lr 1e-2 collapsed to one verdict;
+    8 answers per prompt reached 95% sampled but 86% greedy (safe 72%)."""
     out = testbed.root / command
-    proc = testbed.train(command, out, *CRITIC_FREE_FLAGS, model=ppo_warm)
+    proc = testbed.train(command, out, *CRITIC_FREE_FLAGS, *COMMAND_FLAGS[command], model=ppo_warm)
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = json.loads((out / "uc_align.json").read_text())
     assert run["command"] == command and run["status"] == "finished" and run["train"]["global_step"] == 48
@@ -175,6 +186,7 @@ def test_the_critic_free_baselines_learn_too(testbed: Testbed, ppo_warm: Path, b
         assert after[mode]["accuracy"] >= 0.9, (mode, after)
         assert after[mode]["accuracy_safe"] >= 0.85 and after[mode]["accuracy_unsafe"] >= 0.85, (mode, after)
         assert after[mode]["na_rate"] <= before[mode]["na_rate"] + 0.03, (mode, before, after)
+
 
 def test_two_accelerate_processes_learn_as_one(testbed: Testbed, ppo_warm: Path, paper_shaping: dict[str, Any]) -> None:
     """``accelerate launch --num_processes 2`` on CPU: each process samples and backpropagates 16 of the 32

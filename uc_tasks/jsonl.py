@@ -9,6 +9,15 @@ from typing import Any
 DEFAULT_FIX = "each line must be one JSON object"
 
 
+def json_lines(text: str | bytes) -> list[str] | list[bytes]:
+    """The lines of a JSON-lines text, split at newlines only: ``str.splitlines`` also splits at U+0085, U+2028
+    and other separators that ``json.dumps(..., ensure_ascii=False)`` leaves raw inside strings (an answer may
+    hold them), which would cut one record in two."""
+    if isinstance(text, bytes):
+        return [line.removesuffix(b"\r") for line in text.split(b"\n")]
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def iter_jsonl(
     text: str | bytes, where: str | Path, error: type[Exception] = ValueError, fix: str = DEFAULT_FIX
 ) -> Iterator[tuple[int, Any]]:
@@ -16,8 +25,7 @@ def iter_jsonl(
     ``error("<where>:<n>: not valid JSON (<why>); <fix>")``."""
     import json
 
-    lines = text.splitlines()
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(json_lines(text), start=1):
         if not line.strip():
             continue
         try:

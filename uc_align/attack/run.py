@@ -31,6 +31,7 @@ import numpy as np
 
 from uc_align.attack.config import SETTINGS, AttackConfig
 from uc_align.data import load_split, read_manifest
+from uc_tasks.jsonl import json_lines
 from uc_tasks.scoring import NA, SAFE, UNSAFE
 
 SUMMARY_SEED = 2024
@@ -52,7 +53,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in json_lines(path.read_text(encoding="utf-8")):
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:  # a line cut by a kill: that image is done again

@@ -7,6 +7,12 @@ Each prompt gets ``num_generations`` sampled answers; the advantage is each answ
 no reward shaping (the paper's no-EOS penalty and length bonus belong to its PPO): the reward is the verdict
 alone, +1 right, -1 wrong, ``na_reward`` unreadable. With +-1 rewards a group whose answers all score the same
 has zero advantage and teaches nothing, which a learned value baseline avoids (ENVIRONMENT.md).
+
+GRPO takes three more of TRL's options (``GRPO_ONLY``: ``scale_rewards``, ``loss_type``,
+``mask_truncated_completions``; unset, TRL's defaults: group, dapo, off); RLOOConfig has none of them, so
+``uc_align.rloo`` refuses them rather than drop them. The KL differs too: GRPO adds ``beta`` x the per-token KL
+to the loss, a pull towards the base on every answer, while RLOO subtracts it from the reward, where a group of
+equal answers cancels it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from uc_align.ppo.reward import VerdictReward
 from uc_tasks.config import help_field
 
 COLUMNS = ["images", "prompt", "target", "concept"]
+SCALE_REWARDS = ("group", "batch", "none")
+LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "vespo")  # TRL 1.16's, less luspo (sequence-level)
+GRPO_ONLY = ("scale_rewards", "loss_type", "mask_truncated_completions")
+"""Fields passed to TRL's GRPOConfig only (RLOOConfig has no such argument); None: TRL's default."""
 
 
 @dataclass
@@ -36,6 +46,15 @@ class CriticFreeConfig(TrainConfig):
     temperature: float = help_field(1.0, "sampling temperature (paper: 1.0)")
     top_p: float = help_field(1.0, "nucleus sampling (paper's PPO: 1.0, off)")
     top_k: int = help_field(0, "top-k sampling (0: off, paper's PPO)")
+    scale_rewards: str | None = help_field(None, "GRPO only: divide the advantages by the reward std of the group, "
+                                           "of the batch, or not at all (Dr. GRPO): "
+                                           f"{', '.join(SCALE_REWARDS)} (default: TRL's, group)")
+    loss_type: str | None = help_field(None, "GRPO only: how token losses are averaged: "
+                                       f"{', '.join(LOSS_TYPES)} (default: TRL's, dapo: over all answer tokens "
+                                       "of the batch)")
+    mask_truncated_completions: bool | None = help_field(None, "GRPO only: leave answers cut at "
+                                                         "max_completion_length out of the loss (default: TRL's, "
+                                                         "false)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -47,15 +66,32 @@ class CriticFreeConfig(TrainConfig):
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size={self.batch_size} is not a multiple of num_generations="
                              f"{self.num_generations}: each step samples whole groups; choose values that divide")
+        if self.scale_rewards is not None and self.scale_rewards not in SCALE_REWARDS:
+            raise ValueError(f"scale_rewards={self.scale_rewards!r}: must be one of {', '.join(SCALE_REWARDS)}; "
+                             "pass e.g. --scale_rewards none (no std scaling, Dr. GRPO)")
+        if self.loss_type is not None and self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type={self.loss_type!r}: must be one of {', '.join(LOSS_TYPES)}; pass e.g. "
+                             "--loss_type dapo (TRL's default)")
         if self.max_length is not None:
             raise ValueError(f"max_length={self.max_length}: the RL commands cut answers with "
                              "max_completion_length and never truncate prompts; leave max_length unset")
 
 
+def check_command(command: str, cfg: CriticFreeConfig) -> None:
+    """Refuse, in one line, a GRPO-only option set on another command (TRL's RLOOConfig has no such field)."""
+    if command == "grpo":
+        return
+    given = [f"{name}={getattr(cfg, name)!r}" for name in GRPO_ONLY if getattr(cfg, name) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: GRPO-only option(s), which TRL's {command.upper()} has no use for; "
+                         f"drop them, or run python -m uc_align.grpo")
+
+
 def trl_config(cfg: CriticFreeConfig, args: dict[str, Any], config_class: Any) -> Any:
-    """TRL's GRPOConfig / RLOOConfig from the shared arguments and ours."""
+    """TRL's GRPOConfig / RLOOConfig from the shared arguments and ours (the GRPO-only ones where set)."""
     args = {k: v for k, v in args.items() if k != "max_length"}
-    return config_class(**args, num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
+    grpo = {name: getattr(cfg, name) for name in GRPO_ONLY if getattr(cfg, name) is not None}
+    return config_class(**args, **grpo, num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
                         num_iterations=cfg.num_iterations, max_completion_length=cfg.max_completion_length,
                         temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
 
@@ -83,4 +119,9 @@ def run(command: str, trl_name: str, argv: list[str] | None, description: str) -
                              processor, dataset, peft_config, args)
 
     cfg = parse_config(CriticFreeConfig, list(sys.argv[1:] if argv is None else argv), description)
+    try:
+        check_command(command, cfg)
+    except ValueError as e:
+        print(f"uc_align.{command}: {e}", file=sys.stderr)
+        return 2
     return run_command(command, cfg, make_trainer)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from uc_align.ppo.rollout import Item
 from uc_tasks.data.splits import training_prompt_ids
+from uc_tasks.jsonl import json_lines
 from uc_tasks.scoring import SAFE, UNSAFE
 
 
@@ -21,7 +22,7 @@ def load_items(path: str | Path, seed: int) -> list[Item]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"items file {path}: no such file")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in json_lines(path.read_text(encoding="utf-8")) if line.strip()]
     if not rows:
         raise ValueError(f"items file {path} holds no items")
     drawn = training_prompt_ids(len(rows), seed)

@@ -16,13 +16,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from uc_tasks.jsonl import json_lines
+
 LOG_FILE = "train_log.jsonl"
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in json_lines(path.read_text(encoding="utf-8")) if line.strip()]
 
 
 class StepLog:
