@@ -3,6 +3,7 @@
 # tools. Without CUDA it installs the CPU torch pins from constraints/cpu.txt, then removes torchvision
 # (its only wheels are CUDA builds, which break `import transformers` next to CPU torch).
 # The report's browser test needs Debian's chromium: installed here with apt-get when missing and root.
+# Then vLLM in its own .venv-vllm (scripts/setup_vllm.sh) for the vLLM tests and rollouts; UC_SKIP_VLLM=1 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,5 +22,8 @@ if ! command -v chromium >/dev/null 2>&1; then
   else
     echo "setup: no chromium (install Debian's chromium package as root); the report's browser test will skip" >&2
   fi
+fi
+if [ "${UC_SKIP_VLLM:-0}" != 1 ]; then  # vLLM in its own .venv-vllm (about 2 minutes, 3.5 GB): the vLLM tests need it
+  bash scripts/setup_vllm.sh
 fi
 .venv/bin/python -c "import uc_tasks, lmms_eval, transformers, torch, matplotlib; print('ready: torch', torch.__version__, 'transformers', transformers.__version__, 'matplotlib', matplotlib.__version__)"

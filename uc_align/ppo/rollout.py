@@ -25,6 +25,10 @@ from uc_tasks.models.special_tokens import eos_token_ids, image_token_ids, suppr
 from uc_tasks.prompts import render
 
 
+class EngineError(RuntimeError):
+    """A rollout engine cannot sample, or samples from another policy; the message says what to do."""
+
+
 @dataclass
 class Item:
     """One training or held-out question: an image, its true label and which of the 5 prompts asks it."""
@@ -53,6 +57,9 @@ class Rollout:
     answers: list[str]
     lengths: list[int] = field(default_factory=list)
     """Answer tokens without the EOS (what the length bonus counts)."""
+    sampler_logprobs: Tensor | None = None
+    """(B, T) the sampling engine's own log-prob of each answer token (vLLM's, at temperature 1, before any
+    logit processing; 0 past the answer), to compare with the trainer's; None from ``sample``."""
 
     @property
     def prompt_width(self) -> int:

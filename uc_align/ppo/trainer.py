@@ -36,7 +36,7 @@ from uc_align.ppo.config import PPOConfig
 from uc_align.ppo.items import load_items
 from uc_align.ppo.log import StepLog
 from uc_align.ppo.reward import VerdictReward, shape, verdict_metrics
-from uc_align.ppo.rollout import Item, Rollout, sample
+from uc_align.ppo.rollout import EngineError, Item, Rollout, sample
 from uc_tasks.scoring import get_scorer
 
 
@@ -58,6 +58,15 @@ def peak_memory_mb() -> float:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
+
+
+def engine_logprob_gap(rollout: Rollout, old_logprobs: torch.Tensor, config: PPOConfig) -> float | None:
+    """The largest |engine log-prob - trainer log-prob| over the answer tokens, where the two are the same
+    quantity (an engine that reports them; temperature 1, no top-p / top-k); else None."""
+    if rollout.sampler_logprobs is None or config.temperature != 1.0 or config.top_p != 1.0 or config.top_k:
+        return None
+    diff = (rollout.sampler_logprobs - old_logprobs.detach()).abs() * rollout.mask
+    return float(diff.max()) if diff.numel() else 0.0
 
 
 class PPOTrainer:
@@ -104,6 +113,31 @@ class PPOTrainer:
             checkpoint.set_rng_state(state["rng_ranks"][self.group.rank] if self.group.parallel else state["rng"])
         self.log = StepLog(self.output_dir, c.tensorboard, self.step if resume_from is not None else None) \
             if self.group.main else None
+        self.engine = self.start_engine() if c.rollout_engine == "vllm" else None
+
+    def start_engine(self) -> Any:
+        """The vLLM rollout engine (``uc_align.ppo.vllm_engine``), serving the base model with runtime LoRA."""
+        from uc_align.ppo.vllm_engine import VLLMEngine
+        from uc_tasks.models.special_tokens import eos_token_ids, image_token_ids, suppressed_ids
+        from uc_tasks.serve import vllm_python
+
+        c, model = self.config, self.models.peft
+        if self.group.parallel:
+            raise ValueError("rollout_engine=vllm runs in one trainer process (one server); drop accelerate "
+                             "launch, or use --rollout_engine hf for data parallel")
+        vllm_python(c.vllm_python, flag="--vllm_python")  # missing: one line before anything starts
+        dtype = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}.get(
+            c.dtype, "bfloat16" if torch.cuda.is_available() else "float32")
+        return VLLMEngine(c.model, self.output_dir / "vllm", self.processor, eos=eos_token_ids(model, self.processor),
+                          suppressed=suppressed_ids(model, self.processor),
+                          image_ids=image_token_ids(model, self.processor), lora_rank=c.lora_r, dtype=dtype,
+                          python=c.vllm_python, port=c.vllm_port, wait_s=c.vllm_wait_s, extra=c.vllm_args)
+
+    def close(self) -> None:
+        """Stop the rollout engine's server, if any."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
 
     # --- data order: the epochs' seeded permutations, one after the other ------------------------------
 
@@ -119,7 +153,14 @@ class PPOTrainer:
     # --- the loop --------------------------------------------------------------------------------------
 
     def train(self) -> dict[str, Any]:
-        """Run to ``total_steps``; returns the last step's metrics (with the final held-out evaluation)."""
+        """Run to ``total_steps``; returns the last step's metrics (with the final held-out evaluation). The
+        rollout engine's server stops at the end, or when the run fails."""
+        try:
+            return self._train()
+        finally:
+            self.close()
+
+    def _train(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         c = self.config
@@ -196,6 +237,12 @@ class PPOTrainer:
             with torch.no_grad():
                 old_logprobs = ppo_model.policy_forward(models, rollout, temperature=c.temperature).logprobs
                 old_values = ppo_model.value_forward(models, rollout)
+        gap = engine_logprob_gap(rollout, old_logprobs, c)
+        if gap is not None and c.engine_max_logprob_gap and gap > c.engine_max_logprob_gap:
+            raise EngineError(f"step {self.step + 1}: the rollout engine's log-probs differ from the trainer's by "
+                               f"{gap:.3g} nats (engine_max_logprob_gap={c.engine_max_logprob_gap:g}): it samples "
+                               "from another policy (an adapter layer it does not apply, other weights); check "
+                               "the engine's log, or raise engine_max_logprob_gap for bf16 kernels")
         # 5. per-token rewards, GAE, returns, whitened advantages
         penalty = losses.kl_penalty(old_logprobs, ref_logprobs, c.kl_coef)
         rewards = losses.token_rewards(shaped, penalty, mask, c.reward_scale)
@@ -254,6 +301,7 @@ class PPOTrainer:
             "value_mean": float(losses.masked_mean(old_values, mask)),
             "lr": lr,
             "rollout_s": generated - start,
+            **({"engine_logprob_gap": gap} if gap is not None else {}),
             "step_s": time.perf_counter() - start,
             "peak_memory_mb": peak_memory_mb(),
             "examples": [{"target": it.target, "answer": a, "label": sm.get("label")}
@@ -264,6 +312,11 @@ class PPOTrainer:
 
     def sample(self, items: list[Item], greedy: bool) -> Rollout:
         c = self.config
+        if self.engine is not None:  # vLLM, with the policy adapter as it is now
+            self.engine.sync(self.models.peft, self.step)
+            return self.engine.sample(items, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
+                                      top_p=c.top_p, top_k=c.top_k, max_prompt_tokens=c.max_prompt_tokens,
+                                      greedy=greedy, device=next(self.models.peft.parameters()).device)
         return sample(self.models.peft, self.processor, items, max_new_tokens=c.max_new_tokens,
                       temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, max_prompt_tokens=c.max_prompt_tokens,
                       greedy=greedy)

@@ -10,6 +10,10 @@ a resume cache at once, so a rerun after a crash sends only what is missing. Eac
 encoded once per run, however many prompts ask about it. A request without an answer (blocked by
 the provider, or failed after every retry) becomes ``uc_tasks.failures.failed_answer``, never an
 empty or invented answer; the tasks leave it out of the metrics and count it.
+
+Against a vLLM server of a local model, ``add_special_tokens=true`` has vLLM tokenise the chat prompt with the
+tokenizer's special tokens (BOS), as a transformers processor does: the prompt is then token for token the one
+``uc_hf_vlm`` builds, and greedy answers are equal (tests/test_vllm.py).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class OpenAIVLM(lmms):
         image_format: str = "png",
         image_quality: int = 90,
         window: int | None = None,
+        add_special_tokens: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -76,7 +81,7 @@ class OpenAIVLM(lmms):
         if unknown:
             raise stop(f"uc_openai: unknown model_args {', '.join(unknown)}; known: model, base_url, api_key_env, "
                        "num_concurrent, max_retries, timeout, retry_backoff, cache_dir, image_format, image_quality, "
-                       "window")
+                       "window, add_special_tokens")
         if model is None or str(model).strip() == "":
             raise stop("uc_openai: name the model, e.g. --model_args model=gpt-4o,base_url=https://...")
         fmt = str(image_format).lower()
@@ -96,6 +101,10 @@ class OpenAIVLM(lmms):
         if self.window < 1:
             raise stop(f"uc_openai: window must be a positive number of requests, got {window!r}")
         self.model = str(model)
+        flag = str(add_special_tokens).strip().lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise stop(f"uc_openai: add_special_tokens must be true or false, got {add_special_tokens!r}")
+        self.add_special_tokens = flag in ("true", "1")
         self.image_format, self.image_quality = IMAGE_FORMATS[fmt], image_quality
         no_cache = cache_dir is False or str(cache_dir).strip().lower() in _NO_CACHE
         self.cache_path = None if no_cache else cache_file(str(cache_dir), self.model)
@@ -167,6 +176,8 @@ class OpenAIVLM(lmms):
             "messages": [{"role": "user", "content": content}],
             "max_tokens": int(gen_kwargs.get("max_new_tokens", 512)),
         }
+        if self.add_special_tokens:  # vLLM's extension: the chat prompt gets BOS as a transformers processor adds it
+            body["add_special_tokens"] = True
         if gen_kwargs.get("do_sample") is False:
             body["temperature"] = 0.0
         else:
