@@ -2,7 +2,8 @@
 
 Read in this order: ``trainer`` (the loop, one step top to bottom), ``rollout`` (sampling), ``reward``
 (the reader's score and the paper's shaping), ``losses`` (every PPO term, plain tensor functions),
-``model`` (one base, policy / value / reference roles), ``config`` (every setting), ``checkpoint``, ``log``.
+``model`` (one base, policy / value / reference roles), ``config`` (every setting), ``checkpoint``, ``log``;
+``vllm_engine`` samples the rollouts on a vLLM server instead (``--rollout_engine vllm``).
 
     python -m uc_align.ppo --model BASE --train_file train.jsonl --eval_file test.jsonl --out out/
 

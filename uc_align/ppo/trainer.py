@@ -1,6 +1,7 @@
 """The PPO loop. One step, top to bottom (``PPOTrainer.ppo_step``):
 
-1. **Rollout**: sample one answer per item with the policy adapter (``rollout.sample``).
+1. **Rollout**: sample one answer per item with the policy adapter (``rollout.sample``, or a vLLM server with
+   the adapter loaded: ``vllm_engine``).
 2. **Reward**: the benchmark's reader scores each answer (``reward.VerdictReward``), then the paper's
    shaping: -8 added without EOS, + length bonus (``reward.shape``).
 3. **Reference**: log pi_ref of every answer token, adapters disabled (``model.policy_forward``).
