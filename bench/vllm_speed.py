@@ -12,6 +12,11 @@ torchvision), warm-started on the short answer format (so that answers end as tr
 policy adapter (LoRA r 8). One torch thread for transformers; vLLM's server takes its own threads.
 
     python bench/vllm_speed.py            # about 2 minutes on 2 cores
+
+Measured here (2 cores): evaluation 89.8 answers/s on vLLM vs 144.1 with uc_hf_vlm (0.62x), the same 128 greedy
+answers; rollouts 80.3 samples/s vs 402.3 (0.20x), an adapter reload 0.026 s. On a model this small the work
+is HTTP, PNG encoding and scheduling, not the model; vLLM's batching pays off where the model dominates (GPUs,
+real sizes), which this machine cannot show.
 """
 
 from __future__ import annotations
@@ -102,7 +107,6 @@ def main(argv: list[str] | None = None) -> None:
                      "tokens_per_s": round(tokens_of(vllm_answers, tok) / vllm_s, 1)},
             "same_greedy_answers": sum(a == b for a, b in zip(hf_answers, vllm_answers, strict=True)),
         }
-        hf.model = None  # free it before the rollouts
 
         # 2. PPO rollouts: hf vs vllm engine, the same policy adapter
         cfg = PPOConfig(model=str(warm), train_file="unused", lora_r=8, lora_alpha=16, dtype="float32")
