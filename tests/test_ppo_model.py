@@ -163,3 +163,24 @@ def test_generation_turns_gradient_checkpointing_off_and_back_on(tiny_model: Pat
 def test_a_prompt_over_the_limit_stops_instead_of_being_cut(models: ppo_model.Models, processor: Any) -> None:
     with pytest.raises(ValueError, match="more than max_prompt_tokens=5; raise max_prompt_tokens"):
         ro.encode(processor, ITEMS, 5, ro.image_token_ids(models.peft, processor))
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_a_static_cache_samples_the_same_answers(models: ppo_model.Models, processor: Any, greedy: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--rollout_cache static`` (a fixed-size KV cache; compiled decoding on CUDA) changes speed, not answers."""
+    answers, asked = {}, []
+    generate = models.peft.generate
+
+    def recording(**kwargs: Any) -> Any:
+        asked.append(kwargs.get("cache_implementation"))
+        return generate(**kwargs)
+
+    monkeypatch.setattr(models.peft, "generate", recording)
+    for cache in ("dynamic", "static"):
+        torch.manual_seed(5)
+        with models.generation_mode():
+            answers[cache] = ro.sample(models.peft, processor, ITEMS, max_new_tokens=12, temperature=1.0, top_p=1.0,
+                                       top_k=0, max_prompt_tokens=128, greedy=greedy, cache=cache).tokens
+    assert asked == [None, "static"]
+    assert torch.equal(answers["dynamic"], answers["static"])

@@ -82,6 +82,10 @@ class PPOConfig:
                                            "or vllm (a vLLM server in its own process, the policy adapter "
                                            "loaded into it after every update; log-probs are always the "
                                            "trainer's)")
+    rollout_cache: str = help_field("dynamic", "rollout_engine hf: the KV cache of generate: dynamic, or static (a "
+                                               "fixed-size cache, the same answers; on CUDA transformers then "
+                                               "compiles the decoding step with torch.compile; on CPU it does not, "
+                                               "and a tiny model gains nothing: measured)")
     vllm_python: str | None = help_field(None, "rollout_engine vllm: the Python that has vllm (default: "
                                                ".venv-vllm/bin/python, made by scripts/setup_vllm.sh)")
     vllm_port: int = help_field(0, "rollout_engine vllm: the server's port on 127.0.0.1 (0: a free one)")
@@ -157,6 +161,8 @@ class PPOConfig:
             bad("eval_steps", "asks for held-out evaluation but eval_file is empty", "give --eval_file or set 0")
         if not self.lora_target_modules:
             bad("lora_target_modules", "is empty: the policy would have nothing to train", "name linear layers")
+        if self.rollout_cache not in ("dynamic", "static"):
+            bad("rollout_cache", "must be dynamic or static", "pick one of those")
         if self.rollout_engine not in ENGINES:
             bad("rollout_engine", f"must be one of {', '.join(ENGINES)}", "pick one of those")
         if self.rollout_engine == "vllm" and self.modules_to_save:

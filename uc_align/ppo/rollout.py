@@ -92,8 +92,9 @@ def encode(processor: Any, items: list[Item], max_prompt_tokens: int, image_ids:
 
 @torch.no_grad()
 def sample(model: Any, processor: Any, items: list[Item], *, max_new_tokens: int, temperature: float,
-           top_p: float, top_k: int, max_prompt_tokens: int, greedy: bool = False) -> Rollout:
-    """Sample one answer per item (``greedy``: the most likely one, for evaluation)."""
+           top_p: float, top_k: int, max_prompt_tokens: int, greedy: bool = False, cache: str = "dynamic") -> Rollout:
+    """Sample one answer per item (``greedy``: the most likely one, for evaluation); ``cache="static"``: a
+    fixed-size KV cache (transformers compiles the decoding step with it on CUDA)."""
     device = next(model.parameters()).device
     prompt = encode(processor, items, max_prompt_tokens, image_token_ids(model, processor))
     prompt = {k: v.to(device) for k, v in prompt.items()}
@@ -103,7 +104,7 @@ def sample(model: Any, processor: Any, items: list[Item], *, max_new_tokens: int
                 {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k})
     out = model.generate(**prompt, **sampling, max_new_tokens=max_new_tokens, min_new_tokens=0,
                          suppress_tokens=suppressed_ids(model, processor), eos_token_id=eos, pad_token_id=pad,
-                         use_cache=True)
+                         use_cache=True, **({"cache_implementation": "static"} if cache == "static" else {}))
     tokens = out[:, prompt["input_ids"].shape[1]:]
     mask, has_eos = completion_mask(tokens, eos)
     tokens = torch.where(mask.bool(), tokens, torch.full_like(tokens, pad))

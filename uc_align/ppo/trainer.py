@@ -320,7 +320,7 @@ class PPOTrainer:
                                       greedy=greedy, device=next(self.models.peft.parameters()).device)
         return sample(self.models.peft, self.processor, items, max_new_tokens=c.max_new_tokens,
                       temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, max_prompt_tokens=c.max_prompt_tokens,
-                      greedy=greedy)
+                      greedy=greedy, cache=c.rollout_cache)
 
     def answers(self, items: list[Item], greedy: bool = True) -> list[str]:
         """The policy's answers to ``items``, in batches of rollout_batch_size."""
