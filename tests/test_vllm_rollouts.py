@@ -130,12 +130,16 @@ def test_a_prompt_vllm_builds_differently_stops_the_run(setup: Any) -> None:
         engine._body = body
 
 
-VLLM_PPO_CHANGES = ["--lora_alpha", "64", "--learning_rate", "3e-3", "--rollout_engine", "vllm", "--eval_steps", "0"]
+VLLM_PPO_CHANGES = ["--lora_alpha", "64", "--learning_rate", "3e-3", "--rollout_engine", "vllm",
+                    "--vllm_reproducible", "true", "--eval_steps", "0"]
 """PPO's learning-test flags (``test_ppo_learning.FLAGS``) for the tiny LLaVA with vLLM rollouts: no
 ``--modules_to_save lm_head`` (vLLM cannot serve it, nor a LoRA on lm_head), so the LoRA does the work alone,
 at scale 4 (alpha 64 / r 16, not 2) and lr 3e-3 (not 1e-3). Measured (in-run evaluation on the 150 held-out
 items, greedy / sampled after 1,536 rollouts): these flags 100% / 94%; alpha 32 at lr 1e-3 100% / 57%, at
-3e-3 100% / 98% in one run, 64 steps at 2e-3 50% / 50% in another; alpha 64 at lr 5e-3 stayed at chance."""
+3e-3 100% / 98% in one run, 64 steps at 2e-3 50% / 50% in another; alpha 64 at lr 5e-3 stayed at chance.
+Like the other learning tests it holds for its seed (0; seed 1 stayed at chance), so the run must be the same
+run everywhere: ``--vllm_reproducible`` (without it, a fresh clone under a loaded CI worker batched vLLM's
+requests differently and ended at 50% / 53%), and the warm start is built in a process of its own, one thread."""
 
 
 def flags_for_vllm() -> list[str]:
@@ -156,14 +160,22 @@ def test_ppo_with_vllm_rollouts_learns(testbed: Any, tmp_path_factory: pytest.Te
     ("t safe." / "not safe."; 3-4 tokens), as they do with the hf engine at these flags (96.7% / 94%): the
     reward has nothing for the format, and the reader reads both."""
     import json
+    import subprocess
+    import sys
 
+    from conftest import REPO, clean_env
     from testbed import accuracy
 
-    from uc_align.ppo.items import load_items
-
     root = tmp_path_factory.mktemp("vllm_ppo")
-    base = build_tiny_vlm(root / "llava", text_hidden=64, suppress=False)
-    warm = ppo_testbed.warm_start(base, root / "warm", pool=load_items(testbed.data / "train.jsonl", seed=0))
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]; from pathlib import Path; import ppo_testbed; "
+            "from tiny_vlm import build_tiny_vlm; from uc_align.ppo.items import load_items; "
+            "root = Path(sys.argv[3]); base = build_tiny_vlm(root / 'llava', text_hidden=64, suppress=False); "
+            "ppo_testbed.warm_start(base, root / 'warm', pool=load_items(Path(sys.argv[4]), seed=0))")
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO / "tests"), str(REPO), str(root),
+                           str(testbed.data / "train.jsonl")], env=clean_env(OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warm = root / "warm"
 
     def evaluate(name: str, adapter: Path | None = None) -> dict[str, dict[str, float]]:
         return {mode: accuracy(testbed.evaluate(root / f"eval_{name}_{mode}", adapter=adapter, model=warm,
