@@ -94,10 +94,6 @@ class PPOConfig:
                                                     "differs from the trainer's by more than this (nats; the "
                                                     "rollouts would come from another policy). float32 on CPU: "
                                                     "a few 1e-6; bf16 kernels on GPUs differ more; 0: never stop")
-    vllm_reproducible: bool = help_field(False, "rollout_engine vllm: one sequence at a time, no prefix cache, so "
-                                                "that a sample does not depend on which requests shared its batch "
-                                                "(vLLM's batched kernels round differently per batch, and a run "
-                                                "then differs from its rerun); much slower")
     vllm_args: list[str] = help_field([], "rollout_engine vllm: more arguments for vLLM's server, e.g. "
                                           "--vllm_args=--gpu-memory-utilization=0.3 (the trainer shares the GPU)")
 

@@ -132,8 +132,7 @@ class PPOTrainer:
         return VLLMEngine(c.model, self.output_dir / "vllm", self.processor, eos=eos_token_ids(model, self.processor),
                           suppressed=suppressed_ids(model, self.processor),
                           image_ids=image_token_ids(model, self.processor), lora_rank=c.lora_r, dtype=dtype,
-                          python=c.vllm_python, port=c.vllm_port, wait_s=c.vllm_wait_s, extra=c.vllm_args,
-                          reproducible=c.vllm_reproducible)
+                          python=c.vllm_python, port=c.vllm_port, wait_s=c.vllm_wait_s, extra=c.vllm_args)
 
     def close(self) -> None:
         """Stop the rollout engine's server, if any."""

