@@ -139,8 +139,9 @@ items, greedy / sampled after 1,536 rollouts): these flags 100% / 94%; alpha 32 
 Like the other learning tests it holds for its seed (0; seed 1 stayed at chance) and its exact run: the same
 flags with ``--eval_steps 0`` (no held-out evaluation inside the run, nothing else changed) followed the same
 trajectory for 6 steps, then parted and ended at 50% / 53%; three runs with these flags, one of them serving one
-sequence at a time without prefix cache, were identical to the last step. Float rounding on CPU depends on more
-than the numbers (memory layout, which the evaluation's allocations change), and 48 steps of RL amplify it;
+sequence at a time without prefix cache, were identical to the last step. Most likely float rounding on CPU
+depends on more than the numbers (memory layout, which the evaluation's allocations change), and 48 steps of RL
+amplify it;
 the warm start is built in a process of its own, one thread, for the same reason."""
 
 
