@@ -14,10 +14,10 @@ policy adapter (LoRA r 8). One torch thread for transformers; vLLM's server take
 
     python bench/vllm_speed.py            # about 2 minutes on 2 cores
 
-Measured here (2 cores): evaluation 89.8 answers/s on vLLM vs 144.1 with uc_hf_vlm (0.62x), the same 128 greedy
-answers; rollouts 80.3 samples/s vs 402.3 (0.20x), an adapter reload 0.026 s. On a model this small the work
-is HTTP, PNG encoding and scheduling, not the model; vLLM's batching pays off where the model dominates (GPUs,
-real sizes), which this machine cannot show.
+Measured here (2 cores): evaluation 70.8 answers/s on vLLM vs 140.4 with uc_hf_vlm (0.50x; 0.62x in an
+earlier run), the same 128 greedy answers; rollouts 78.5 samples/s vs 427.7 (0.18x), hf with a static cache 388.9
+(0.91x), an adapter reload 0.03 s. On a model this small the work is HTTP, PNG encoding and scheduling, not the
+model; vLLM's batching pays off where the model dominates (GPUs, real sizes), which this machine cannot show.
 """
 
 from __future__ import annotations
