@@ -169,7 +169,9 @@ def test_the_critic_free_baselines_learn_too(testbed: Testbed, ppo_warm: Path, b
 
     GRPO (``COMMAND_FLAGS["grpo"]``) is not in this test: its result does not carry from one setup to the next.
     With seed 0 it reached 96% / 95% where it was tuned (safe 100% / 100%, unsafe 92% / 89%; 84% / 82% at
-    1,024), and 84.7% / 94.7% with safe images 69.3% / 93.3% right on a fresh clone; ``test_ppo_baselines`` runs
+    1,024), and 84.7% / 94.7% with safe images 69.3% / 93.3% right on a fresh clone (likely cause: it was tuned with
+    ``-n 0``, where the in-process warm start runs with two torch threads, the suite's workers with one; a warm
+    model that differs by float rounding is another run, see ``test_vllm_rollouts``); ``test_ppo_baselines`` runs
     its command. RLOO, seed 0, greedy / sampled after 1,536 rollouts: 100% / 98% (safe 100% / 100%, unsafe
     100% / 96%), on the fresh clone too. Both are seed-sensitive on this testbed: at seeds 1 and 2 RLOO ended at
     chance, and GRPO with ``GRPO_FLAGS`` at seeds 1-3 ended at 50% / 54%, 86% / 76% and 50% / 46%. GRPO with
