@@ -103,3 +103,38 @@ def test_serve_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(ServeError, match="no adapter_config.json"):
         Server(ServeConfig(model=[str(tmp_path)], adapter=str(tmp_path)))
     assert REPO in REPO_VENV.parents
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_a_killed_client_takes_its_server_with_it(tiny: Path, tmp_path: Path) -> None:
+    """SIGKILL of the process that started the server (a trainer, a test) stops the server too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from uc_tasks.serve import ServeConfig, Server; "
+            "s = Server(ServeConfig(model=[sys.argv[1]], port=int(sys.argv[2]), dtype='float32', wait_s=600), "
+            "log=__import__('pathlib').Path(sys.argv[3])); print(s.proc.pid, flush=True); time.sleep(600)")
+    client = subprocess.Popen([sys.executable, "-c", code, str(tiny), str(_free_port()), str(tmp_path / "s.log")],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO, env=clean_env())
+    server_pid = int(client.stdout.readline())
+    os.kill(client.pid, signal.SIGKILL)
+    client.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and _alive(server_pid):
+        time.sleep(0.5)
+    if _alive(server_pid):
+        os.kill(server_pid, signal.SIGKILL)
+        raise AssertionError(f"the server {server_pid} outlived its client")
+
+
+def _alive(pid: int) -> bool:
+    """Running, not gone and not a zombie nobody reaped (a container's PID 1 may not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")

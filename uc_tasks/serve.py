@@ -137,6 +137,15 @@ def command(cfg: ServeConfig, model: Path) -> tuple[list[str], dict[str, str]]:
     return cmd + list(cfg.extra), env
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec (Linux): SIGTERM when the process that started it dies, even by
+    SIGKILL, so that a killed trainer or test leaves no server behind holding its port and memory."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Server:
     """A running vLLM server (a context manager that stops it on exit)."""
 
@@ -153,7 +162,7 @@ class Server:
         self.log = log or Path(f"vllm-{cfg.port}.log")
         self._out = self.log.open("w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         self._wait(cfg.wait_s)
 
     def _wait(self, wait_s: float) -> None:
