@@ -30,7 +30,7 @@ def test_the_grpo_options_reach_trl_and_bad_ones_stop_with_one_line(tmp_path: Pa
 
     from uc_align.ppo.baselines import trl_config
     from uc_align.rloo import main as rloo_main
-    from uc_align.train import trl_arguments
+    from uc_align.train import TrainError, trl_arguments
 
     base = {"model": "m", "data": "d", "out": str(tmp_path), "batch_size": 8, "num_generations": 4,
             "report_to": "none"}
@@ -47,6 +47,20 @@ def test_the_grpo_options_reach_trl_and_bad_ones_stop_with_one_line(tmp_path: Pa
         CriticFreeConfig(**base, scale_rewards="std")
     with pytest.raises(ValueError, match=r"^loss_type='luspo': must be one of dapo, "):
         CriticFreeConfig(**base, loss_type="luspo")
+    # PPO's schedule: 4 passes x 2 minibatches of each generated batch of 8 answers, 2 accumulation steps each
+    scheduled = {**base, "num_iterations": 4, "num_minibatches": 2, "gradient_accumulation_steps": 2}
+    for config_class in (trl.GRPOConfig, trl.RLOOConfig):
+        c = trl_config(CriticFreeConfig(**scheduled), trl_arguments(CriticFreeConfig(**scheduled), tmp_path, 1),
+                       config_class)
+        assert (c.per_device_train_batch_size, c.gradient_accumulation_steps, c.steps_per_generation,
+                c.num_iterations, c.generation_batch_size) == (2, 2, 4, 4, 8)
+    with pytest.raises(ValueError, match=r"^num_minibatches=3: batch_size=8 must split into num_minibatches x "):
+        CriticFreeConfig(**base, num_minibatches=3)
+    four = CriticFreeConfig(**{**base, "num_minibatches": 4})  # 8 answers over 2 processes: 4 each, 4 minibatches
+    with pytest.raises(TrainError, match=r"^num_minibatches=8: the 4 answers per process and step do not split"):
+        eight = CriticFreeConfig(**{**base, "num_minibatches": 8})
+        trl_config(eight, trl_arguments(eight, tmp_path, 2), trl.RLOOConfig)
+    assert trl_config(four, trl_arguments(four, tmp_path, 2), trl.RLOOConfig).per_device_train_batch_size == 1
     # RLOOConfig has no such field: the rloo command refuses before loading anything, in one line
     assert rloo_main(["--model", "m", "--data", "d", "--out", str(tmp_path / "o"), "--scale_rewards", "none",
                       "--loss_type", "grpo"]) == 2
