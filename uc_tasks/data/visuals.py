@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from functools import lru_cache
 
 from PIL import Image
@@ -17,3 +19,13 @@ def blank_image() -> Image.Image:
     image = Image.new("RGB", BLANK_SIZE, (255, 255, 255))
     image.info[IMAGE_ID_KEY] = f"blank:{BLANK_SIZE[0]}x{BLANK_SIZE[1]}"
     return image
+
+
+def data_url(image: Image.Image, image_format: str = "PNG", quality: int | None = None) -> str:
+    """``image`` as a base64 data URL in ``image_format`` (JPEG / WEBP at ``quality``); converted to RGB where the
+    format or the mode needs it."""
+    img = image.convert("RGB") if image_format == "JPEG" or image.mode not in ("RGB", "RGBA", "L") else image
+    buf = io.BytesIO()
+    img.save(buf, format=image_format, **({"quality": quality} if quality and image_format in ("JPEG", "WEBP")
+                                          else {}))
+    return f"data:image/{image_format.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"

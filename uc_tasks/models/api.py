@@ -18,9 +18,7 @@ tokenizer's special tokens (BOS), as a transformers processor does: the prompt i
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -31,7 +29,7 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from PIL import Image
 
-from uc_tasks.data.visuals import IMAGE_ID_KEY
+from uc_tasks.data.visuals import IMAGE_ID_KEY, data_url
 from uc_tasks.errors import stop
 from uc_tasks.failures import failed_answer
 from uc_tasks.http.cache import cache_file
@@ -139,12 +137,7 @@ class OpenAIVLM(lmms):
             key = "pixels:" + h.hexdigest()
         url = self._encoded.get(key)
         if url is None:
-            img = image.convert("RGB") if self.image_format == "JPEG" or image.mode not in ("RGB", "RGBA", "L") \
-                else image
-            buf = io.BytesIO()
-            options = {"quality": self.image_quality} if self.image_format in ("JPEG", "WEBP") else {}
-            img.save(buf, format=self.image_format, **options)
-            url = f"data:image/{self.image_format.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
+            url = data_url(image, self.image_format, self.image_quality)
             self._encoded[key] = url
             self.images_encoded += 1
         return url
