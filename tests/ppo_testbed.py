@@ -96,3 +96,27 @@ def warm_start(model_dir: Path, out_dir: Path, steps: int = 300, batch: int = 16
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return Path(out_dir)
+
+
+def warm_start_in_process(model_dir: Path, out_dir: Path, train_file: Path, threads: int = 1,
+                          build_llava: bool = False) -> Path:
+    """``warm_start`` on the items of ``train_file``, run in a fresh Python with ``threads`` torch threads: the
+    warm model then does not depend on the caller's thread count (float sums differ with it, and a warm model
+    that differs by rounding starts another RL trajectory; measured: GRPO at seed 0 reached 96% greedy on a warm
+    model built with two threads, 84.7% on one built with one). With ``build_llava`` the tiny LLaVA of
+    ``tiny_vlm`` is first built into ``model_dir`` in the same process."""
+    import subprocess
+
+    from conftest import clean_env
+
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]; from pathlib import Path; import ppo_testbed; "
+            "from uc_align.ppo.items import load_items; model = Path(sys.argv[3]); "
+            + ("from tiny_vlm import build_tiny_vlm; model = build_tiny_vlm(model, text_hidden=64, suppress=False); "
+               if build_llava else "")
+            + "ppo_testbed.warm_start(model, Path(sys.argv[4]), pool=load_items(Path(sys.argv[5]), seed=0))")
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO / "tests"), str(REPO), str(model_dir), str(out_dir),
+                           str(train_file)], env=clean_env(OMP_NUM_THREADS=str(threads)), capture_output=True,
+                          text=True, timeout=900)
+    if proc.returncode:
+        raise RuntimeError(f"warm start failed: {proc.stderr[-3000:]}")
+    return Path(out_dir)

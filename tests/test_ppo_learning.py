@@ -40,28 +40,26 @@ FLAGS = ["--rollout_batch_size", "32", "--max_steps", "48", "--max_new_tokens", 
          "--num_minibatches", "2", "--entropy_coef", "0", "--eval_steps", "4", "--eval_sampled", "true",
          "--save_steps", "0", "--progress", "false", "--seed", "0"]
 CRITIC_FREE_FLAGS = ["--batch_size", "32", "--num_generations", "4", "--max_completion_length", "32", "--max_steps",
-                     "48", "--lora_r", "16", "--lora_alpha", "32", "--lora_dropout", "0", "--modules_to_save",
-                     "lm_head", "--learning_rate", "5e-3", "--warmup_steps", "0", "--save_steps", "1000",
-                     "--report_to", "none", "--seed", "0"]
-"""GRPO / RLOO on the same model and data: 32 answers per step (8 prompts x 4), as PPO's rollout batch; TRL's
-one optimizer step per batch needs lr 5e-3 here (at PPO's 1e-3, 48 steps left the reward at chance). RLOO over
-32 steps (cosine decay) ended at 93% greedy but 68% sampled; over 48 it held 98% / 94% from 1,024 rollouts on."""
-GRPO_FLAGS = ["--max_grad_norm", "0.1", "--beta", "0.01"]
-"""GRPO's changes to CRITIC_FREE_FLAGS. Its loss averages over answer tokens (TRL's dapo), so its gradient norm is
-0.1-0.5 where RLOO's (summed over the answer) is 2-4: at max_grad_norm 1 RLOO is clipped on every step and GRPO
-on almost none, and a few large steps inflate Adam's second moment; clipping at 0.1 evens its steps the same way.
-beta 0.01: GRPO puts the KL in the loss, a pull towards the base that does not vanish when a group's answers all
-agree (RLOO's KL is in the reward, where they cancel), and at 0.1 or 0.04 it held sampled accuracy at 80-87%."""
-COMMAND_FLAGS = {"rloo": [], "grpo": GRPO_FLAGS}
+                     "384", "--num_iterations", "4", "--num_minibatches", "2", "--lora_r", "16", "--lora_alpha", "32",
+                     "--lora_dropout", "0", "--modules_to_save", "lm_head", "--learning_rate", "1e-3",
+                     "--warmup_steps", "0", "--save_steps", "100000", "--report_to", "none", "--seed", "0"]
+"""GRPO / RLOO on the same model, data and optimisation schedule as PPO: 32 answers per generated batch (8 prompts
+x 4), 4 passes x 2 minibatches over it (TRL's num_iterations, steps_per_generation), lr 1e-3, 48 batches (384
+optimizer steps, 1,536 answers), TRL's KL (beta 0.1) and gradient clip (1.0). Measured, seeds 0-4, through the
+CLI after 1,536 rollouts: GRPO 100% greedy at every seed, sampled 91.3-92.7%; RLOO 100% greedy, sampled
+93.3-94.7% (safe and unsafe >= 90.7% everywhere).
+
+With TRL's one optimizer step per batch instead (lr 5e-3: at 1e-3 the reward stayed at chance) both were
+seed-lotteries: RLOO 100% / 98% at seed 0 and chance at seeds 1 and 2; GRPO at best 96% / 95% with a tuned KL and
+gradient clip, which became 84.7% greedy (safe images 69.3% right) on a warm model that differed only in float
+rounding, and 50% / 54%, 86% / 76% and 50% / 46% at seeds 1-3."""
 
 
 @pytest.fixture(scope="module")
 def ppo_warm(testbed: Testbed) -> Path:
-    """The testbed's base model taught the short answer format with coin-flip verdicts."""
-    from uc_align.ppo.items import load_items
-
-    pool = load_items(testbed.data / "train.jsonl", seed=0)
-    return ppo_testbed.warm_start(testbed.base, testbed.root / "ppo_warm", pool=pool)
+    """The testbed's base model taught the short answer format with coin-flip verdicts, built in its own process
+    with one torch thread (the same warm model whatever the worker's threads)."""
+    return ppo_testbed.warm_start_in_process(testbed.base, testbed.root / "ppo_warm", testbed.data / "train.jsonl")
 
 
 def evaluate(testbed: Testbed, model: Path, name: str, adapter: Path | None = None) -> dict[str, Run]:
@@ -158,32 +156,18 @@ def test_without_the_length_bonus_beside_the_papers_setting(testbed: Testbed, pp
                                          "length_bonus_0": plain["rollouts_to_90"]}}))
 
 
-
-@pytest.mark.parametrize("command", ["rloo"])
+@pytest.mark.parametrize("command", ["grpo", "rloo"])
 def test_the_critic_free_baselines_learn_too(testbed: Testbed, ppo_warm: Path, before: dict[str, dict[str, float]],
                                              command: str) -> None:
-    """The same test for TRL's RLOO (``python -m uc_align.rloo``, PPO's reward object, no value model): from chance
-    to at least 90% held-out, greedy and sampled, through the CLI. Rollouts to 90% greedy / sampled
-    (``bench/rl_learning.py``: 48 steps, checkpoints every 256 rollouts, each evaluated through the CLI): PPO
-    512 / 1,024, RLOO 768 / 1,024 (GRPO, before ``GRPO_FLAGS``: 768 / 768, then it drifted).
-
-    GRPO (``COMMAND_FLAGS["grpo"]``) is not in this test: its result does not carry from one setup to the next.
-    With seed 0 it reached 96% / 95% where it was tuned (safe 100% / 100%, unsafe 92% / 89%; 84% / 82% at
-    1,024), and 84.7% / 94.7% with safe images 69.3% / 93.3% right on a fresh clone (likely cause: it was tuned with
-    ``-n 0``, where the in-process warm start runs with two torch threads, the suite's workers with one; a warm
-    model that differs by float rounding is another run, see ``test_vllm_rollouts``); ``test_ppo_baselines`` runs
-    its command. RLOO, seed 0, greedy / sampled after 1,536 rollouts: 100% / 98% (safe 100% / 100%, unsafe
-    100% / 96%), on the fresh clone too. Both are seed-sensitive on this testbed: at seeds 1 and 2 RLOO ended at
-    chance, and GRPO with ``GRPO_FLAGS`` at seeds 1-3 ended at 50% / 54%, 86% / 76% and 50% / 46%. GRPO with
-    CRITIC_FREE_FLAGS alone ended at 99% greedy but 88% sampled (safe 83%); ``--scale_rewards none`` (no std
-    scaling: with +-1 rewards and 4 answers a group's std is 1-1.15, so it changes little but the trajectory)
-    stayed at chance; ``--beta 0`` ran the answers into the length limit; lr 1e-2 collapsed to one verdict;
-    8 answers per prompt reached 95% sampled but 86% greedy (safe 72%)."""
+    """The same test for TRL's GRPO and RLOO (``python -m uc_align.grpo`` / ``rloo``, PPO's reward object, no
+    value model) at PPO's optimisation schedule (``CRITIC_FREE_FLAGS``): from chance to at least 90% held-out,
+    greedy and sampled, through the CLI. Rollouts to 90% greedy / sampled, side by side with PPO:
+    ``bench/rl_learning.py``."""
     out = testbed.root / command
-    proc = testbed.train(command, out, *CRITIC_FREE_FLAGS, *COMMAND_FLAGS[command], model=ppo_warm)
+    proc = testbed.train(command, out, *CRITIC_FREE_FLAGS, model=ppo_warm)
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = json.loads((out / "uc_align.json").read_text())
-    assert run["command"] == command and run["status"] == "finished" and run["train"]["global_step"] == 48
+    assert run["command"] == command and run["status"] == "finished" and run["train"]["global_step"] == 384
     after = {mode: accuracy(r) for mode, r in evaluate(testbed, ppo_warm, command, out).items()}
     print(f"{command}: before {before} after {after}")
     for mode in ("greedy", "sampled"):

@@ -161,22 +161,12 @@ def test_ppo_with_vllm_rollouts_learns(testbed: Any, tmp_path_factory: pytest.Te
     ("t safe." / "not safe."; 3-4 tokens), as they do with the hf engine at these flags (96.7% / 94%): the
     reward has nothing for the format, and the reader reads both."""
     import json
-    import subprocess
-    import sys
 
-    from conftest import REPO, clean_env
     from testbed import accuracy
 
     root = tmp_path_factory.mktemp("vllm_ppo")
-    code = ("import sys; sys.path[:0] = sys.argv[1:3]; from pathlib import Path; import ppo_testbed; "
-            "from tiny_vlm import build_tiny_vlm; from uc_align.ppo.items import load_items; "
-            "root = Path(sys.argv[3]); base = build_tiny_vlm(root / 'llava', text_hidden=64, suppress=False); "
-            "ppo_testbed.warm_start(base, root / 'warm', pool=load_items(Path(sys.argv[4]), seed=0))")
-    proc = subprocess.run([sys.executable, "-c", code, str(REPO / "tests"), str(REPO), str(root),
-                           str(testbed.data / "train.jsonl")], env=clean_env(OMP_NUM_THREADS="2"),
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    warm = root / "warm"
+    warm = ppo_testbed.warm_start_in_process(root / "llava", root / "warm", testbed.data / "train.jsonl", threads=2,
+                                             build_llava=True)
 
     def evaluate(name: str, adapter: Path | None = None) -> dict[str, dict[str, float]]:
         return {mode: accuracy(testbed.evaluate(root / f"eval_{name}_{mode}", adapter=adapter, model=warm,
