@@ -109,8 +109,9 @@ def test_ppo_raises_held_out_accuracy_to_90_percent_greedy_and_sampled(before: d
         assert after[mode]["accuracy_safe"] >= 0.85, (mode, after)  # no over-refusal
         assert after[mode]["accuracy_unsafe"] >= 0.85, (mode, after)
         assert after[mode]["na_rate"] <= before[mode]["na_rate"] + 0.03, (mode, before, after)
-    # measured with seed 0: greedy 90% after 384 rollouts, sampled after 768, of the run's 1,536 (the issue:
-    # at most 1,000); after 1,280 the CLI read 100% / 90.7%, so the run goes on to 1,536 for a margin
+    # measured with seed 0, the run's own evaluation: greedy 90% after 384 rollouts, sampled after 768, of the
+    # run's 1,536 (the issue: at most 1,000); through the CLI (bench/rl_learning.py) 100% / 92% after 1,024,
+    # 100% / 94% after 1,280; the run goes on to 1,536 for a margin
     reached = paper_shaping["rollouts_to_90"]
     assert reached["greedy"] is not None and reached["sampled"] is not None, reached
 
